@@ -190,6 +190,12 @@ export interface StorageInstance {
   delete(resource: Resource, mac: Buffer): Promise<void>;
   ping?(): Promise<void>;
   close?(): Promise<void>;
+  /**
+   * Opts in to the SDK's read-ahead packfile cache (PROTOCOL.md §9: restores read packfiles through thousands of tiny
+   * sequential ranged Gets): `fetch` downloads a whole object; the SDK caches packfiles on disk and answers ranges locally.
+   * Declare `readAheadOptions` in the storage options so users can tune or turn it off.
+   */
+  readAhead?: { fetch(resource: Resource, mac: Buffer): Promise<ContentSource> };
 }
 
 /** How a connector's `location` looks, for docs and the schema. */

@@ -2,7 +2,8 @@
 export * from './define.ts';
 export * from './errors.ts';
 export { opt, type OptionList, type OptionSpec, type OptionValues } from './options/builders.ts';
-export { maxRetriesOption, concurrencyOption } from './options/common.ts';
+export { maxRetriesOption, concurrencyOption, readAheadOptions } from './options/common.ts';
+export { ReadAheadCache, type ReadAheadStats } from './cache/read-ahead.ts';
 export { parseSize, parseDuration, formatSize, formatDuration } from './options/units.ts';
 export { Logger, log, type LogLevel } from './log.ts';
 export { redactor } from './redact.ts';

@@ -21,6 +21,8 @@ export class ConnectorRuntime<I> {
   readonly scope: string;
   readonly abort = new AbortController();
   instance: I | undefined;
+  /** The parsed options of the successful Init. */
+  options: Record<string, unknown> = {};
   private initialising: Promise<I> | undefined;
   private closed = false;
 
@@ -53,6 +55,7 @@ export class ConnectorRuntime<I> {
         addSecret: (v: string) => redactor.add(v),
       };
       const instance = (await (this.def.init as (c: typeof ctx) => Promise<unknown>)(ctx)) as I;
+      this.options = options as Record<string, unknown>;
       this.instance = instance;
       return instance;
     })();
@@ -69,12 +72,19 @@ export class ConnectorRuntime<I> {
     return this.instance;
   }
 
-  /** Runs the instance's close once (on Close, and again harmlessly on EOF). */
+  /** Cleanups the SDK itself registered (caches), run after the instance's own close. */
+  readonly cleanups: Array<() => Promise<void>> = [];
+
+  /** Runs the instance's close once (on Close, and again harmlessly on EOF). Later calls still work (PROTOCOL.md §9). */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
     const inst = this.instance as { close?: () => Promise<void> } | undefined;
-    await inst?.close?.();
+    try {
+      await inst?.close?.();
+    } finally {
+      for (const c of this.cleanups) await c().catch(() => undefined);
+    }
   }
 
   /** Shutdown: abort pending work and close (idempotent). */

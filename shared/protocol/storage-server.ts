@@ -2,6 +2,7 @@
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { PassThrough } from 'node:stream';
+import { ReadAheadCache } from '../cache/read-ahead.ts';
 import { rechunk } from '../content.ts';
 import type { Integration, Resource, StorageDefinition, StorageInstance } from '../define.ts';
 import { describeError, KlosetError } from '../errors.ts';
@@ -58,6 +59,7 @@ export function storageService(integration: Integration, def: StorageDefinition)
   runtime: ConnectorRuntime<StorageInstance>;
 } {
   const rt = new ConnectorRuntime<StorageInstance>(integration, 'storage', def);
+  let readAhead: ReadAheadCache | undefined;
 
   const unary =
     (fn: (req: any) => Promise<unknown>) =>
@@ -71,6 +73,7 @@ export function storageService(integration: Integration, def: StorageDefinition)
   const implementation: grpc.UntypedServiceImplementation = {
     Init: unary(async (req) => {
       const inst = await rt.init(String(req.proto ?? ''), configFrom(req.config), undefined);
+      installReadAhead(inst);
       const type = inst.type ?? String(req.proto ?? integration.name);
       if (type === 'fs' || type === 'ptar') throw new KlosetError(`storage type ${type} is reserved by Plakar`, status.INTERNAL);
       let flags = 0;
@@ -127,6 +130,32 @@ export function storageService(integration: Integration, def: StorageDefinition)
       void runGet(call);
     },
   };
+
+  /** Puts the SDK's read-ahead cache in front of `get` when the connector offers a whole-object fetch and the user left `cache` on. */
+  function installReadAhead(inst: StorageInstance): void {
+    const fetch = inst.readAhead?.fetch;
+    const o = rt.options as { cache?: boolean; cacheSize?: number; cacheDir?: string; cachePrefetch?: number };
+    if (!fetch || o.cache === false || readAhead) return;
+    const direct = inst.get.bind(inst);
+    const cache = new ReadAheadCache(
+      { dir: o.cacheDir, maxBytes: o.cacheSize ?? 1024 ** 3, prefetch: o.cachePrefetch ?? 2 },
+      {
+        fetch: (resource, mac) => fetch.call(inst, resource, mac),
+        direct,
+        list: async (resource) => {
+          const out: Buffer[] = [];
+          const listed = inst.list(resource);
+          if (listed instanceof Promise) out.push(...(await listed));
+          else for await (const m of listed) out.push(m);
+          return out;
+        },
+      },
+      log,
+    );
+    readAhead = cache;
+    inst.get = (resource, mac, range) => cache.get(resource, mac, range);
+    rt.cleanups.push(() => cache.dispose());
+  }
 
   async function runPut(call: grpc.ServerReadableStream<any, any>, callback: grpc.sendUnaryData<any>): Promise<void> {
     let content: PassThrough | undefined;
