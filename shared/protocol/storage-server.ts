@@ -3,7 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { PassThrough } from 'node:stream';
 import { ReadAheadCache } from '../cache/read-ahead.ts';
-import { rechunk } from '../content.ts';
+import { MAX_CHUNK, rechunk } from '../content.ts';
 import type { Integration, Resource, StorageDefinition, StorageInstance } from '../define.ts';
 import { describeError, KlosetError } from '../errors.ts';
 import { log } from '../log.ts';
@@ -226,7 +226,15 @@ export function storageService(integration: Integration, def: StorageDefinition)
         return;
       }
       const source = await inst.get(resource, mac, range);
-      for await (const chunk of rechunk(source, undefined, range ? range.length : Infinity)) {
+      const limit = range ? range.length : Infinity;
+      if (source instanceof Uint8Array && source.length <= MAX_CHUNK) {
+        // Fast path for the host's thousands of tiny ranged Gets (PROTOCOL.md §9): one message, no generator.
+        const bytes = source.length > limit ? source.subarray(0, limit) : source;
+        if (bytes.length > 0) call.write({ chunk: bytes });
+        call.end();
+        return;
+      }
+      for await (const chunk of rechunk(source, undefined, limit)) {
         if (signal.aborted) return;
         const pending = writeMessage(call, { chunk });
         if (pending) await pending;
