@@ -1,0 +1,86 @@
+// Connects the host client to a plugin served in the same process through an in-memory duplex pair.
+import { Duplex } from 'node:stream';
+import { PluginHost, type HostSettings } from './host.ts';
+import { GrpcConnection, type ConnectionOptions } from './transport.ts';
+
+/** One end of an in-memory pipe pair: what is written here is read on the peer, with backpressure both ways. */
+class PairEnd extends Duplex {
+  peer!: PairEnd;
+  /** Callback of our last write, held until the peer's reader asks for more. */
+  blockedWrite?: () => void;
+
+  override _read(): void {
+    const release = this.peer.blockedWrite;
+    if (release) {
+      this.peer.blockedWrite = undefined;
+      release();
+    }
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.peer.destroyed || this.peer.readableEnded) {
+      callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
+      return;
+    }
+    if (this.peer.push(chunk)) callback();
+    else this.blockedWrite = () => callback();
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    if (!this.peer.destroyed) this.peer.push(null);
+    callback();
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    const release = this.blockedWrite;
+    this.blockedWrite = undefined;
+    release?.();
+    // Like a socket: the peer sees EOF, and its pending and later writes fail.
+    if (!this.peer.destroyed && !this.peer.readableEnded) this.peer.push(null);
+    const peerBlocked = this.peer.blockedWrite;
+    this.peer.blockedWrite = undefined;
+    peerBlocked?.();
+    callback(error);
+  }
+}
+
+/** Creates two cross-wired in-memory Duplex streams (Node 20 has no `stream.duplexPair`). */
+export function duplexPair(): [Duplex, Duplex] {
+  const a = new PairEnd();
+  const b = new PairEnd();
+  a.peer = b;
+  b.peer = a;
+  return [a, b];
+}
+
+/** A host connected to an in-process plugin. */
+export interface InProcessConnection {
+  connection: GrpcConnection;
+  host: PluginHost;
+  /** Tears down both sides (host session first, then the plugin's `close`). */
+  close(): void;
+}
+
+/**
+ * Serves a plugin in this process with `serve` (e.g. `(d) => serveOnDuplex(integration, kind, d)`) and connects a
+ * host to it over an in-memory duplex pair.
+ */
+export function connectInProcess(
+  serve: (duplex: Duplex) => { close(): void },
+  options: ConnectionOptions & HostSettings = {},
+): InProcessConnection {
+  const [hostSide, pluginSide] = duplexPair();
+  pluginSide.on('error', () => undefined);
+  const served = serve(pluginSide);
+  const connection = new GrpcConnection(hostSide, options);
+  const host = new PluginHost(connection, options);
+  return {
+    connection,
+    host,
+    close: () => {
+      connection.close();
+      served.close();
+      pluginSide.destroy();
+    },
+  };
+}
