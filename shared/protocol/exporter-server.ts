@@ -1,6 +1,6 @@
 // The exporter service: Init, Ping, Export (records, chunks, empty terminator, echoed results) and Close, per PROTOCOL.md §3.5.
 import type * as grpc from '@grpc/grpc-js';
-import { PassThrough } from 'node:stream';
+import { PassThrough, type Readable } from 'node:stream';
 import pLimit from 'p-limit';
 import type { ExportEntry, ExporterDefinition, ExporterInstance, Integration } from '../define.ts';
 import { describeError, FatalError, KlosetError } from '../errors.ts';
@@ -115,7 +115,9 @@ export function exporterService(integration: Integration, def: ExporterDefinitio
     };
 
     try {
-      for await (const req of call as AsyncIterable<any>) {
+      // destroyOnReturn: false — the default async iterator destroys the duplex when the host half-closes, and the
+      // results still to send and the final status would be lost.
+      for await (const req of (call as unknown as Readable).iterator({ destroyOnReturn: false }) as AsyncIterable<any>) {
         if (signal.aborted) break;
         if (req.packet === 'chunk') {
           const chunk: Buffer = req.chunk;

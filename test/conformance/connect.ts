@@ -1,0 +1,99 @@
+// Opens one connector for a conformance case: the built executable through the host harness (KLOSET_TS_SPAWN=1), or in-process.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ConnectorKind, Integration } from '../../shared/define.ts';
+import { serveOnDuplex } from '../../shared/transport/serve.ts';
+import { connectInProcess, launchPlugin, type PluginHost } from '../harness/index.ts';
+
+/** The integration under test and where its built package lives. */
+export interface ConformanceTarget {
+  integration: Integration;
+  /** Protocol to send in Init (default: the first of the integration's protocols). */
+  proto?: string;
+  /** Directory of the built package holding `manifest.yaml` and the executable (default `dist/<name>`). */
+  packageDir?: string;
+}
+
+/** An open connector: a host to drive it, what it wrote on stderr, and how to end it like Plakar exiting. */
+export interface OpenConnector {
+  host: PluginHost;
+  /** Everything the connector wrote on stderr (spawned) or on this process's stderr while it ran (in-process). */
+  stderr(): string;
+  /** The child's pid when spawned. */
+  pid: number | undefined;
+  dispose(): Promise<void>;
+}
+
+const ROOT = join(import.meta.dirname, '..', '..');
+
+/** True when conformance runs the built executables (CI), false for in-process runs. */
+export function spawnMode(): boolean {
+  return process.env.KLOSET_TS_SPAWN === '1';
+}
+
+/** The manifest of a target's built package. */
+export function manifestOf(target: ConformanceTarget): string {
+  return join(target.packageDir ?? join(ROOT, 'dist', target.integration.name), 'manifest.yaml');
+}
+
+/** Opens `kind` of the target; the caller sends Init. */
+export async function openConnector(target: ConformanceTarget, kind: ConnectorKind, env?: NodeJS.ProcessEnv): Promise<OpenConnector> {
+  if (spawnMode()) {
+    const manifest = manifestOf(target);
+    if (!existsSync(manifest)) throw new Error(`${manifest} is missing: build first (npm run build -- --fixture)`);
+    const launched = await launchPlugin({ manifest, kind, protocol: target.proto }, { env });
+    return {
+      host: launched.host,
+      pid: launched.process.pid,
+      stderr: () => launched.process.stderr(),
+      dispose: async () => {
+        const exit = await launched.dispose(10_000);
+        if (exit.timedOut) throw new Error(`${target.integration.name} ${kind} did not exit on EOF of stdin`);
+        if (exit.code !== 0) throw new Error(`${target.integration.name} ${kind} exited with ${exit.code ?? exit.signal} after EOF`);
+      },
+    };
+  }
+  let captured = '';
+  const original = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    captured += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
+    return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
+  }) as typeof process.stderr.write;
+  const conn = connectInProcess((d) => serveOnDuplex(target.integration, kind, d));
+  return {
+    host: conn.host,
+    pid: undefined,
+    stderr: () => captured,
+    dispose: async () => {
+      conn.close();
+      process.stderr.write = original;
+    },
+  };
+}
+
+/** The protocol a target speaks in Init. */
+export function protoOf(target: ConformanceTarget): string {
+  return target.proto ?? (target.integration.protocols[0] as string);
+}
+
+/** Fails when any secret (raw, URL-encoded or base64) appears in `text`; `where` names the place for the message. */
+export function assertNoSecrets(text: string, secrets: readonly string[], where: string): void {
+  for (const s of secrets) {
+    if (!s || s.length < 4) continue;
+    for (const form of [s, encodeURIComponent(s), Buffer.from(s).toString('base64'), Buffer.from(s).toString('base64url')]) {
+      if (text.includes(form)) throw new Error(`a secret value leaked into ${where}`);
+    }
+  }
+}
+
+/** Peak resident set size of a process in bytes (VmHWM), or undefined when not readable. */
+export function peakRss(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const m = /VmHWM:\s+(\d+) kB/.exec(status);
+    return m ? Number(m[1]) * 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
