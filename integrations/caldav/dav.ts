@@ -1,0 +1,587 @@
+// WebDAV, CalDAV and CardDAV operations: discovery, collection and resource listings, multiget, collection creation, PUT.
+import tsdav from 'tsdav';
+import { xml2js, type Element } from 'xml-js';
+import { AuthError, ConfigError, NotFoundError, ServiceError } from '../../shared/index.ts';
+import { isNetworkFailure, unreachableError, type DavHttp, type DavResponse } from './client.ts';
+import type { CollectionProps } from './map.ts';
+import { lastSegment } from './map.ts';
+import type { DavKind } from './options.ts';
+
+/** XML namespaces used here. */
+export const NS = {
+  DAV: 'DAV:',
+  CALDAV: 'urn:ietf:params:xml:ns:caldav',
+  CARDDAV: 'urn:ietf:params:xml:ns:carddav',
+  APPLE: 'http://apple.com/ns/ical/',
+  CS: 'http://calendarserver.org/ns/',
+} as const;
+
+/** tsdav's extended MKCOL: only on its default export object, which its typings do not describe. */
+const makeCollection = (tsdav as unknown as {
+  makeCollection: (p: { url: string; props: Record<string, unknown>; fetch: typeof fetch }) => Promise<Array<{ status?: number }>>;
+}).makeCollection;
+
+const XMLNS = `xmlns:d="${NS.DAV}" xmlns:c="${NS.CALDAV}" xmlns:card="${NS.CARDDAV}" xmlns:a="${NS.APPLE}" xmlns:cs="${NS.CS}"`;
+
+// --- XML ---
+
+/** An XML element with its namespace resolved; `text` joins its text and CDATA children exactly as sent. */
+export interface XmlNode {
+  ns: string;
+  name: string;
+  attrs: Record<string, string>;
+  children: XmlNode[];
+  text: string;
+}
+
+/** Parses an XML document into namespace-resolved nodes (no trimming, no type conversion: property text stays exact). */
+export function parseXml(text: string): XmlNode {
+  const doc = xml2js(text, { compact: false, captureSpacesBetweenElements: false }) as Element;
+  const convert = (el: Element, scope: Record<string, string>): XmlNode => {
+    const attrs: Record<string, string> = {};
+    const inner = { ...scope };
+    for (const [k, v] of Object.entries(el.attributes ?? {})) {
+      const value = String(v);
+      if (k === 'xmlns') inner[''] = value;
+      else if (k.startsWith('xmlns:')) inner[k.slice(6)] = value;
+      else attrs[k] = value;
+    }
+    const full = el.name ?? '';
+    const i = full.indexOf(':');
+    const prefix = i >= 0 ? full.slice(0, i) : '';
+    const node: XmlNode = { ns: inner[prefix] ?? '', name: i >= 0 ? full.slice(i + 1) : full, attrs, children: [], text: '' };
+    for (const child of el.elements ?? []) {
+      if (child.type === 'element') node.children.push(convert(child, inner));
+      else if (child.type === 'text') node.text += String(child.text ?? '');
+      else if (child.type === 'cdata') node.text += String(child.cdata ?? '');
+    }
+    return node;
+  };
+  const root = (doc.elements ?? []).find((e) => e.type === 'element');
+  if (!root) throw new Error('empty XML document');
+  return convert(root, {});
+}
+
+function child(node: XmlNode | undefined, ns: string, name: string): XmlNode | undefined {
+  return node?.children.find((c) => c.ns === ns && c.name === name);
+}
+
+function childrenOf(node: XmlNode | undefined, ns: string, name: string): XmlNode[] {
+  return node?.children.filter((c) => c.ns === ns && c.name === name) ?? [];
+}
+
+/** Escapes text for an XML element or attribute. */
+export function xmlEscape(text: string): string {
+  return text.replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&apos;' })[c] as string);
+}
+
+/** Clark notation `{ns}name`, the key of a property. */
+function clark(ns: string, name: string): string {
+  return `{${ns}}${name}`;
+}
+
+/** One `<response>` of a multistatus. */
+export interface MsResponse {
+  /** The href resolved against the request URL. */
+  url: URL;
+  /** The response-level status, when the server gave one instead of propstats. */
+  status: number | undefined;
+  /** Properties found (2xx propstats), by Clark name. */
+  props: Map<string, XmlNode>;
+  /** The `<error>` element, if any (preconditions such as no-uid-conflict). */
+  error: XmlNode | undefined;
+  description: string | undefined;
+}
+
+function statusCode(node: XmlNode | undefined): number | undefined {
+  const m = /^\S+\s+(\d{3})/.exec(node?.text.trim() ?? '');
+  return m ? Number(m[1]) : undefined;
+}
+
+/** Parses a 207 Multi-Status body; hrefs are resolved against `base`. */
+export function parseMultistatus(body: Buffer | string, base: URL): MsResponse[] {
+  const root = parseXml(typeof body === 'string' ? body : body.toString('utf8'));
+  if (root.ns !== NS.DAV || root.name !== 'multistatus') throw new Error(`expected a DAV multistatus, got <${root.name}>`);
+  const out: MsResponse[] = [];
+  for (const r of childrenOf(root, NS.DAV, 'response')) {
+    const href = child(r, NS.DAV, 'href')?.text.trim();
+    if (!href) continue;
+    let url: URL;
+    try {
+      url = new URL(href, base);
+    } catch {
+      continue;
+    }
+    const props = new Map<string, XmlNode>();
+    for (const ps of childrenOf(r, NS.DAV, 'propstat')) {
+      const st = statusCode(child(ps, NS.DAV, 'status'));
+      if (st !== undefined && (st < 200 || st >= 300)) continue;
+      for (const p of child(ps, NS.DAV, 'prop')?.children ?? []) props.set(clark(p.ns, p.name), p);
+    }
+    out.push({
+      url,
+      status: statusCode(child(r, NS.DAV, 'status')),
+      props,
+      error: child(r, NS.DAV, 'error'),
+      description: child(r, NS.DAV, 'responsedescription')?.text.trim(),
+    });
+  }
+  return out;
+}
+
+/** A path key for comparing URLs from different sources: decoded path without a trailing slash. */
+export function pathKey(url: URL): string {
+  let p = url.pathname;
+  try {
+    p = decodeURIComponent(p);
+  } catch {
+    // keep the raw path
+  }
+  return p.length > 1 ? p.replace(/\/+$/, '') : p;
+}
+
+function hrefs(node: XmlNode | undefined, base: URL): URL[] {
+  const out: URL[] = [];
+  for (const h of childrenOf(node, NS.DAV, 'href')) {
+    try {
+      out.push(new URL(h.text.trim(), base));
+    } catch {
+      // skip unusable hrefs
+    }
+  }
+  return out;
+}
+
+function prop(r: MsResponse, ns: string, name: string): XmlNode | undefined {
+  return r.props.get(clark(ns, name));
+}
+
+function propText(r: MsResponse, ns: string, name: string): string | undefined {
+  const p = prop(r, ns, name);
+  return p === undefined || (p.text === '' && p.children.length === 0) ? undefined : p.text;
+}
+
+function resourceTypes(r: MsResponse): Set<string> {
+  return new Set((prop(r, NS.DAV, 'resourcetype')?.children ?? []).map((c) => clark(c.ns, c.name)));
+}
+
+function httpDate(text: string | undefined): Date | undefined {
+  if (!text) return undefined;
+  const d = new Date(text.trim());
+  return Number.isFinite(d.getTime()) ? d : undefined;
+}
+
+// --- Collections ---
+
+/** A calendar or address book on the server. */
+export interface CollectionInfo {
+  url: URL;
+  /** Snapshot-safe name is derived from this: the URL's last segment. */
+  segment: string;
+  kind: 'calendar' | 'addressbook';
+  props: CollectionProps;
+  lastModified: Date | undefined;
+}
+
+/** The properties asked for every collection. */
+const COLLECTION_PROPS = [
+  '<d:resourcetype/>',
+  '<d:displayname/>',
+  '<d:getlastmodified/>',
+  '<c:calendar-description/>',
+  '<c:calendar-timezone/>',
+  '<c:supported-calendar-component-set/>',
+  '<a:calendar-color/>',
+  '<a:calendar-order/>',
+  '<card:addressbook-description/>',
+];
+
+function propfindBody(props: string[]): string {
+  return `<?xml version="1.0" encoding="utf-8"?>\n<d:propfind ${XMLNS}><d:prop>${props.join('')}</d:prop></d:propfind>`;
+}
+
+/** The collection properties of one PROPFIND response. */
+export function collectionProps(r: MsResponse, kind: 'calendar' | 'addressbook'): CollectionProps {
+  const props: CollectionProps = {};
+  const set = <K extends keyof CollectionProps>(k: K, v: CollectionProps[K] | undefined): void => {
+    if (v !== undefined) props[k] = v;
+  };
+  set('displayName', propText(r, NS.DAV, 'displayname'));
+  if (kind === 'calendar') {
+    set('description', propText(r, NS.CALDAV, 'calendar-description'));
+    set('color', propText(r, NS.APPLE, 'calendar-color'));
+    set('order', propText(r, NS.APPLE, 'calendar-order'));
+    set('timezone', propText(r, NS.CALDAV, 'calendar-timezone'));
+    const comps = childrenOf(prop(r, NS.CALDAV, 'supported-calendar-component-set'), NS.CALDAV, 'comp')
+      .map((c) => (c.attrs.name ?? '').toUpperCase())
+      .filter((n) => n !== '');
+    if (comps.length > 0) props.components = comps;
+  } else {
+    set('description', propText(r, NS.CARDDAV, 'addressbook-description'));
+  }
+  return props;
+}
+
+function collectionOf(r: MsResponse, kind: DavKind): CollectionInfo | undefined {
+  const types = resourceTypes(r);
+  const ckind = kind === 'caldav' ? 'calendar' : 'addressbook';
+  const ns = kind === 'caldav' ? NS.CALDAV : NS.CARDDAV;
+  if (!types.has(clark(ns, ckind))) return undefined;
+  const url = new URL(r.url.href);
+  if (!url.pathname.endsWith('/')) url.pathname += '/';
+  return { url, segment: lastSegment(url), kind: ckind, props: collectionProps(r, ckind), lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')) };
+}
+
+/** Where a location points. `missing` only when the caller allows it (a restore may create that collection). */
+export type Target =
+  | { mode: 'homes'; homes: URL[]; principal: URL | undefined }
+  | { mode: 'collection'; collection: CollectionInfo }
+  | { mode: 'missing'; url: URL };
+
+/** WebDAV operations on one account. */
+export class Dav {
+  readonly http: DavHttp;
+  readonly kind: DavKind;
+  constructor(http: DavHttp, kind: DavKind) {
+    this.http = http;
+    this.kind = kind;
+  }
+
+  private get collectionWord(): string {
+    return this.kind === 'caldav' ? 'calendar' : 'address book';
+  }
+
+  /** Sends a request; network failures become one clear "cannot reach" error. */
+  async send(req: Parameters<DavHttp['request']>[0]): Promise<DavResponse> {
+    try {
+      return await this.http.request(req);
+    } catch (err) {
+      if (isNetworkFailure(err)) throw unreachableError(new URL(req.url), err);
+      throw err;
+    }
+  }
+
+  private async propfind(url: URL, depth: '0' | '1', props: string[]): Promise<DavResponse> {
+    return this.send({
+      method: 'PROPFIND',
+      url,
+      depth,
+      headers: { 'content-type': 'application/xml; charset=utf-8' },
+      body: propfindBody(props),
+    });
+  }
+
+  private multistatus(res: DavResponse, what: string): MsResponse[] {
+    if (res.status !== 207) throw new ServiceError(`http-${res.status}`, `${what}: unexpected answer ${res.status} ${res.statusText}`.trim(), { httpStatus: res.status });
+    try {
+      return parseMultistatus(res.body, res.url);
+    } catch (err) {
+      throw new ServiceError('bad-xml', `${what}: the server sent an unreadable multistatus (${(err as Error).message})`);
+    }
+  }
+
+  /** PROPFIND Depth 0 on `url`: the response for `url` itself, or undefined when it does not exist. */
+  private async self(url: URL, props: string[]): Promise<MsResponse | undefined> {
+    const res = await this.propfind(url, '0', props);
+    const what = `PROPFIND ${url.href}`;
+    if (res.status === 404 || res.status === 410) return undefined;
+    if (res.status === 403) {
+      throw new AuthError(`access to ${url.href} is denied ${this.http.who} (403 Forbidden) (hint: check that location belongs to this account)`, { denied: true });
+    }
+    if (res.status === 405 || res.status === 501) {
+      throw new NotFoundError(`${url.href} is not a WebDAV resource (${res.status} ${res.statusText} to PROPFIND) (hint: check the path in location)`);
+    }
+    const all = this.multistatus(res, what);
+    const me = all.find((r) => pathKey(r.url) === pathKey(url)) ?? all[0];
+    if (!me || me.status === 404) return undefined;
+    return me;
+  }
+
+  /**
+   * Finds what a location names: a collection, or the home(s) holding the account's collections. Follows
+   * current-user-principal → calendar-home-set / addressbook-home-set, and /.well-known/caldav|carddav from the root.
+   */
+  async discover(start: URL, allowMissing = false): Promise<Target> {
+    const homeProp = this.kind === 'caldav' ? '<c:calendar-home-set/>' : '<card:addressbook-home-set/>';
+    const visited = new Set<string>();
+    let triedWellKnown = false;
+    let principal: URL | undefined;
+    const other = this.kind === 'caldav' ? clark(NS.CARDDAV, 'addressbook') : clark(NS.CALDAV, 'calendar');
+    const otherProto = this.kind === 'caldav' ? 'carddav' : 'caldav';
+    let url = start;
+    for (;;) {
+      visited.add(pathKey(url));
+      const r = await this.self(url, [...COLLECTION_PROPS, '<d:current-user-principal/>', homeProp]);
+      if (!r) {
+        if (allowMissing && url === start) return { mode: 'missing', url };
+        throw new NotFoundError(
+          `${url.href} does not exist (404 Not Found) (hint: location must name the server root, a principal, a ${this.collectionWord} home or one ${this.collectionWord})`,
+        );
+      }
+      const collection = collectionOf(r, this.kind);
+      if (collection) return { mode: 'collection', collection: { ...collection, url: new URL(url.href) } };
+      if (resourceTypes(r).has(other)) {
+        throw new ConfigError('location', `${url.href} is ${this.kind === 'caldav' ? 'an address book' : 'a calendar'}; use ${otherProto}:// for it`);
+      }
+      const homeNode = prop(r, this.kind === 'caldav' ? NS.CALDAV : NS.CARDDAV, this.kind === 'caldav' ? 'calendar-home-set' : 'addressbook-home-set');
+      const homes = hrefs(homeNode, r.url);
+      if (homes.length > 0) return { mode: 'homes', homes: homes.map(withSlash), principal: principal ?? url };
+      const cup = hrefs(prop(r, NS.DAV, 'current-user-principal'), r.url)[0];
+      if (cup && !visited.has(pathKey(cup))) {
+        principal = withSlash(cup);
+        url = principal;
+        continue;
+      }
+      if (url.pathname === '/' && !triedWellKnown) {
+        triedWellKnown = true;
+        const found = await this.wellKnown(url);
+        if (found && !visited.has(pathKey(found))) {
+          url = found;
+          continue;
+        }
+      }
+      if (resourceTypes(r).has(clark(NS.DAV, 'collection'))) return { mode: 'homes', homes: [url], principal };
+      throw new NotFoundError(
+        `${url.href} is not a ${this.collectionWord}, a ${this.collectionWord} home or a principal (hint: check the path in location)`,
+      );
+    }
+  }
+
+  /** RFC 6764 service discovery through tsdav (/.well-known/caldav or carddav redirects). */
+  private async wellKnown(root: URL): Promise<URL | undefined> {
+    try {
+      const found = await tsdav.serviceDiscovery({
+        account: { serverUrl: root.href, accountType: this.kind, credentials: {} } as never,
+        fetch: this.http.fetch as typeof fetch,
+      });
+      const u = withSlash(new URL(found));
+      return u.href === root.href ? undefined : u;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** The collections of this kind inside one home, sorted by URL. */
+  async listCollections(home: URL): Promise<CollectionInfo[]> {
+    const res = await this.propfind(home, '1', COLLECTION_PROPS);
+    if (res.status === 403) throw new AuthError(`access to ${home.href} is denied ${this.http.who} (403 Forbidden)`, { denied: true });
+    const all = this.multistatus(res, `PROPFIND ${home.href}`);
+    const out: CollectionInfo[] = [];
+    for (const r of all) {
+      if (pathKey(r.url) === pathKey(home)) continue;
+      const c = collectionOf(r, this.kind);
+      if (c) out.push(c);
+    }
+    return out.sort((a, b) => (a.url.pathname < b.url.pathname ? -1 : a.url.pathname > b.url.pathname ? 1 : 0));
+  }
+
+  /** The properties of one collection, or undefined when it does not exist. */
+  async collection(url: URL): Promise<CollectionInfo | undefined> {
+    const r = await this.self(url, COLLECTION_PROPS);
+    if (!r) return undefined;
+    const c = collectionOf(r, this.kind);
+    return c ? { ...c, url } : undefined;
+  }
+
+  /**
+   * The object resources of a collection (no sub-collections), sorted by URL. With `components`, a CalDAV
+   * calendar-query per component type keeps only objects holding one of them (server-side filtering).
+   */
+  async listResources(collection: URL, components?: readonly string[]): Promise<ResourceInfo[]> {
+    const props = ['<d:getetag/>', '<d:getlastmodified/>', '<d:resourcetype/>'];
+    const found = new Map<string, ResourceInfo>();
+    const add = (all: MsResponse[]): void => {
+      for (const r of all) {
+        if (pathKey(r.url) === pathKey(collection) || resourceTypes(r).has(clark(NS.DAV, 'collection'))) continue;
+        if (r.status !== undefined && (r.status < 200 || r.status >= 300)) continue;
+        found.set(pathKey(r.url), { url: r.url, etag: propText(r, NS.DAV, 'getetag')?.trim(), lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')) });
+      }
+    };
+    if (components && this.kind === 'caldav') {
+      for (const comp of components) {
+        const body = `<?xml version="1.0" encoding="utf-8"?>\n<c:calendar-query ${XMLNS}><d:prop>${props.join('')}</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="${xmlEscape(comp)}"/></c:comp-filter></c:filter></c:calendar-query>`;
+        const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
+        add(this.multistatus(res, `REPORT calendar-query ${collection.href}`));
+      }
+    } else {
+      const res = await this.propfind(collection, '1', props);
+      if (res.status === 404) throw new NotFoundError(`${collection.href} no longer exists (404 Not Found)`);
+      add(this.multistatus(res, `PROPFIND ${collection.href}`));
+    }
+    return [...found.values()].sort((a, b) => (a.url.pathname < b.url.pathname ? -1 : a.url.pathname > b.url.pathname ? 1 : 0));
+  }
+
+  /**
+   * Fetches several objects in one calendar-multiget / addressbook-multiget REPORT. Objects the server did not
+   * return are absent from the map; a 404 for one object is reported with its status.
+   */
+  async multiget(collection: URL, urls: URL[]): Promise<Map<string, FetchedObject>> {
+    const caldav = this.kind === 'caldav';
+    const report = caldav ? 'c:calendar-multiget' : 'card:addressbook-multiget';
+    const data = caldav ? '<c:calendar-data/>' : '<card:address-data/>';
+    const body = `<?xml version="1.0" encoding="utf-8"?>\n<${report} ${XMLNS}><d:prop><d:getetag/>${data}</d:prop>${urls
+      .map((u) => `<d:href>${xmlEscape(u.pathname)}</d:href>`)
+      .join('')}</${report}>`;
+    const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
+    const out = new Map<string, FetchedObject>();
+    for (const r of this.multistatus(res, `REPORT ${caldav ? 'calendar' : 'addressbook'}-multiget ${collection.href}`)) {
+      const node = caldav ? prop(r, NS.CALDAV, 'calendar-data') : prop(r, NS.CARDDAV, 'address-data');
+      out.set(pathKey(r.url), {
+        status: node ? 200 : (r.status ?? 404),
+        etag: propText(r, NS.DAV, 'getetag')?.trim(),
+        data: node?.text,
+      });
+    }
+    return out;
+  }
+
+  /** GET of one object. */
+  async get(url: URL): Promise<FetchedObject> {
+    const res = await this.send({ method: 'GET', url, headers: { accept: this.kind === 'caldav' ? 'text/calendar' : 'text/vcard' } });
+    const etag = res.headers.etag;
+    return { status: res.status, etag, data: res.status === 200 ? res.body.toString('utf8') : undefined };
+  }
+
+  /** PUT of one object, conditional on `If-None-Match: *` (create only) or `If-Match` (replace that version only). */
+  async put(url: URL, body: string, condition: { ifNoneMatch: true } | { ifMatch: string }): Promise<DavResponse> {
+    const headers: Record<string, string> = {
+      'content-type': this.kind === 'caldav' ? 'text/calendar; charset=utf-8' : 'text/vcard; charset=utf-8',
+    };
+    if ('ifNoneMatch' in condition) headers['if-none-match'] = '*';
+    else headers['if-match'] = condition.ifMatch;
+    return this.send({ method: 'PUT', url, headers, body });
+  }
+
+  /** The hrefs of objects whose UID is `uid` (calendar-query / addressbook-query text-match), best effort. */
+  async findUid(collection: URL, uid: string): Promise<URL[]> {
+    const caldav = this.kind === 'caldav';
+    const match = xmlEscape(uid);
+    const filters = caldav
+      ? ['VEVENT', 'VTODO', 'VJOURNAL'].map(
+          (comp) =>
+            `<c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="${comp}"><c:prop-filter name="UID"><c:text-match collation="i;octet">${match}</c:text-match></c:prop-filter></c:comp-filter></c:comp-filter></c:filter>`,
+        )
+      : [`<card:filter><card:prop-filter name="UID"><card:text-match collation="i;octet" match-type="equals">${match}</card:text-match></card:prop-filter></card:filter>`];
+    const report = caldav ? 'c:calendar-query' : 'card:addressbook-query';
+    const out = new Map<string, URL>();
+    for (const f of filters) {
+      const body = `<?xml version="1.0" encoding="utf-8"?>\n<${report} ${XMLNS}><d:prop><d:getetag/></d:prop>${f}</${report}>`;
+      const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
+      if (res.status !== 207) continue;
+      for (const r of parseMultistatus(res.body, res.url)) {
+        if (pathKey(r.url) !== pathKey(collection) && (r.status === undefined || r.status < 300)) out.set(pathKey(r.url), r.url);
+      }
+    }
+    return [...out.values()];
+  }
+
+  /**
+   * Creates a calendar (MKCALENDAR, RFC 4791) or address book (extended MKCOL, RFC 5689) with its saved properties,
+   * then sets with PROPPATCH, one by one, whatever the creation request did not set. Returns the properties the
+   * server would not take. An existing collection is left as it is.
+   */
+  async createCollection(url: URL, props: CollectionProps): Promise<{ existed: boolean; refused: string[] }> {
+    const fetchFn = this.http.fetch as typeof fetch;
+    let status: number;
+    if (this.kind === 'caldav') {
+      // tsdav builds the MKCALENDAR body; prefixes must be lowercase (d:, c:, ca:) or Radicale answers 400 "unbound prefix".
+      const p: Record<string, unknown> = {};
+      if (props.displayName !== undefined) p['d:displayname'] = { _text: props.displayName };
+      if (props.description !== undefined) p['c:calendar-description'] = { _text: props.description };
+      if (props.color !== undefined) p['ca:calendar-color'] = { _text: props.color };
+      if (props.order !== undefined) p['ca:calendar-order'] = { _text: props.order };
+      if (props.timezone !== undefined) p['c:calendar-timezone'] = { _text: props.timezone };
+      if (props.components && props.components.length > 0) {
+        p['c:supported-calendar-component-set'] = { 'c:comp': props.components.map((name) => ({ _attributes: { name } })) };
+      }
+      const res = await tsdav.makeCalendar({ url: url.href, props: p, fetch: fetchFn });
+      status = res[0]?.status ?? 0;
+    } else {
+      const p: Record<string, unknown> = { 'd:resourcetype': { 'd:collection': {}, 'card:addressbook': {} } };
+      if (props.displayName !== undefined) p['d:displayname'] = { _text: props.displayName };
+      if (props.description !== undefined) p['card:addressbook-description'] = { _text: props.description };
+      const res = await makeCollection({ url: url.href, props: p, fetch: fetchFn });
+      status = res[0]?.status ?? 0;
+    }
+    if (status === 405) return { existed: true, refused: [] };
+    if (status < 200 || status >= 300) {
+      const method = this.kind === 'caldav' ? 'MKCALENDAR' : 'MKCOL';
+      throw new ServiceError(`http-${status}`, `cannot create ${this.collectionWord} ${url.href}: ${method} answered ${status}`, { httpStatus: status });
+    }
+    return { existed: false, refused: await this.applyProps(url, props) };
+  }
+
+  /** Sets each saved property the collection lacks, one PROPPATCH per property; returns those still missing. */
+  async applyProps(url: URL, props: CollectionProps): Promise<string[]> {
+    const current = await this.collection(url);
+    if (!current) throw new NotFoundError(`${url.href} vanished right after it was created`);
+    const caldav = this.kind === 'caldav';
+    const wanted: Array<[keyof CollectionProps, string, string]> = [
+      ['displayName', 'displayname', '<d:displayname>%s</d:displayname>'],
+      ['description', 'description', caldav ? '<c:calendar-description>%s</c:calendar-description>' : '<card:addressbook-description>%s</card:addressbook-description>'],
+    ];
+    if (caldav) {
+      wanted.push(
+        ['color', 'calendar-color', '<a:calendar-color>%s</a:calendar-color>'],
+        ['order', 'calendar-order', '<a:calendar-order>%s</a:calendar-order>'],
+        ['timezone', 'calendar-timezone', '<c:calendar-timezone>%s</c:calendar-timezone>'],
+      );
+    }
+    const refused: string[] = [];
+    for (const [key, label, template] of wanted) {
+      const want = props[key];
+      if (typeof want !== 'string' || samePropValue(key, want, current.props[key] as string | undefined)) continue;
+      const body = `<?xml version="1.0" encoding="utf-8"?>\n<d:propertyupdate ${XMLNS}><d:set><d:prop>${template.replace('%s', xmlEscape(want).replace(/\r/g, '&#13;'))}</d:prop></d:set></d:propertyupdate>`;
+      const res = await this.send({ method: 'PROPPATCH', url, headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
+      const ok =
+        res.status >= 200 && res.status < 300 && (res.status !== 207 || parseMultistatus(res.body, res.url).every((r) => r.props.size > 0 || r.status === undefined));
+      if (!ok) refused.push(label);
+    }
+    const after = refused.length < wanted.length ? await this.collection(url) : current;
+    const still = new Set(refused);
+    for (const [key, label] of wanted) {
+      const want = props[key];
+      if (typeof want === 'string' && !samePropValue(key, want, after?.props[key] as string | undefined)) still.add(label);
+    }
+    const comps = props.components ?? [];
+    if (caldav && comps.length > 0) {
+      const have = new Set(after?.props.components ?? ['VEVENT', 'VTODO', 'VJOURNAL']);
+      if (!comps.every((c) => have.has(c))) still.add('supported-calendar-component-set');
+    }
+    return [...still];
+  }
+}
+
+/** Whether a server's value of a property matches the saved one, allowing for reformatting servers. */
+export function samePropValue(key: keyof CollectionProps, want: string, have: string | undefined): boolean {
+  if (have === undefined) return false;
+  if (key === 'color') {
+    const norm = (c: string): string => {
+      const t = c.trim().toUpperCase();
+      return /^#[0-9A-F]{6}$/.test(t) ? `${t}FF` : t;
+    };
+    return norm(want) === norm(have);
+  }
+  if (key === 'timezone') return want.replace(/\r\n|\r/g, '\n').trim() === have.replace(/\r\n|\r/g, '\n').trim();
+  return want === have;
+}
+
+/** An object resource as listed. */
+export interface ResourceInfo {
+  url: URL;
+  etag: string | undefined;
+  lastModified: Date | undefined;
+}
+
+/** An object as fetched: status 200 with data, or the status the server gave for it. */
+export interface FetchedObject {
+  status: number;
+  etag: string | undefined;
+  data: string | undefined;
+}
+
+function withSlash(u: URL): URL {
+  const c = new URL(u.href);
+  if (!c.pathname.endsWith('/')) c.pathname += '/';
+  return c;
+}

@@ -1,0 +1,346 @@
+// CalDAV/CardDAV importer: every calendar or address book of the account as /<collection>/<resource>.ics|.vcf, with its properties.
+import { AuthError, defineImporter, describeError, joinPath, type ImportItem, type Logger, type XattrItem } from '../../shared/index.ts';
+import { classify, DavHttp } from './client.ts';
+import { Dav, pathKey, type CollectionInfo, type FetchedObject, type ResourceInfo } from './dav.ts';
+import {
+  canonicalLines,
+  COLLECTION_FILE,
+  COLLECTION_FORMAT,
+  collectionFile,
+  collectionFilter,
+  collectionName,
+  ETAG_XATTR,
+  lastSegment,
+  objectLastModified,
+  parseObject,
+  resourceName,
+  stableMtime,
+} from './map.ts';
+import { checkAuthOptions, COMPONENTS, importerOptions, kindOf, LOCATION, serverUrl, type DavKind } from './options.ts';
+
+/** Bytes of fetched object bodies held for upcoming Opens (older ones are dropped and fetched again if asked for). */
+const CACHE_BYTES = 32 * 1024 * 1024;
+/** First read-ahead window of a collection read lazily, in objects. */
+const FIRST_WINDOW = 4;
+
+/** The caldav importer. */
+export const importer = defineImporter({
+  options: importerOptions,
+  location: LOCATION,
+  async init(ctx) {
+    const o = ctx.options;
+    checkAuthOptions(o);
+    const kind = kindOf(ctx.proto);
+    const start = serverUrl(o.location, ctx.proto, o.useTls);
+    const http = new DavHttp({
+      options: o,
+      connections: o.concurrency,
+      timeoutMs: o.timeout,
+      pacer: ctx.pacer({ classify, connections: o.concurrency }),
+      tokenPacer: ctx.pacer({ classify }),
+      log: ctx.log,
+      signal: ctx.signal,
+      addSecret: ctx.addSecret,
+    });
+    const dav = new Dav(http, kind);
+    const target = await dav.discover(start);
+    const wanted = [...new Set(o.components.map((c) => c.toUpperCase()))];
+    // Server-side filtering only when some component types are left out.
+    const components = kind === 'caldav' && wanted.length < COMPONENTS.length ? wanted : undefined;
+    const account = o.username ?? (target.mode === 'homes' && target.principal ? target.principal.pathname : start.pathname);
+    const root = target.mode === 'collection' ? joinPath('/', collectionName(target.collection.url)) : '/';
+    ctx.log.debug('discovered', { mode: target.mode, root });
+    return {
+      origin: `${account}@${start.host}`,
+      type: ctx.proto,
+      root,
+      records: (signal) =>
+        walk({
+          dav,
+          kind,
+          target,
+          components,
+          keep: collectionFilter(o.include, o.exclude),
+          batchSize: o.batchSize,
+          log: ctx.log,
+          signal,
+        }),
+      async ping() {
+        await dav.discover(start);
+      },
+      async close() {
+        http.close();
+      },
+    };
+  },
+});
+
+interface WalkOptions {
+  dav: Dav;
+  kind: DavKind;
+  target: Awaited<ReturnType<Dav['discover']>>;
+  components: string[] | undefined;
+  keep: (name: string, displayName?: string) => boolean;
+  batchSize: number;
+  log: Logger;
+  signal: AbortSignal;
+}
+
+async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
+  const { dav, kind, target, log } = w;
+  let collections: CollectionInfo[] = [];
+  if (target.mode === 'collection') collections = [target.collection];
+  else if (target.mode === 'homes') for (const home of target.homes) collections.push(...(await dav.listCollections(home)));
+  const cache = new BodyCache(CACHE_BYTES);
+  const usedNames = new Set<string>();
+  for (const c of collections) {
+    if (w.signal.aborted) return;
+    const segment = lastSegment(c.url);
+    if (target.mode !== 'collection' && !w.keep(segment, c.props.displayName)) {
+      log.debug('collection left out by include/exclude', { collection: c.url.pathname });
+      continue;
+    }
+    if (w.components && c.props.components && !c.props.components.some((x) => w.components?.includes(x))) {
+      log.debug('calendar holds none of the chosen components', { collection: c.url.pathname });
+      continue;
+    }
+    const name = unique(collectionName(c.url), usedNames);
+    const dir = joinPath('/', name);
+    yield { type: 'dir', path: dir, mtime: c.lastModified ?? new Date(0) };
+    const file = collectionFile({ format: COLLECTION_FORMAT, kind: c.kind, href: c.url.pathname, props: c.props });
+    yield { type: 'file', path: joinPath(dir, COLLECTION_FILE), size: file.length, mtime: stableMtime(c.lastModified, file.toString('utf8')), open: async () => file };
+    let resources: ResourceInfo[];
+    try {
+      resources = await dav.listResources(c.url, w.components);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      yield { type: 'error', path: dir, error: `cannot list the objects of ${c.url.href}: ${describeError(err)}` };
+      continue;
+    }
+    if (resources.length === 0) continue;
+    const fetcher = new ObjectFetcher(dav, c.url, resources, w.batchSize, cache, log);
+    const names = new Set<string>();
+    const pathOf = (r: ResourceInfo): string => joinPath(dir, unique(resourceName(r.url, kind), names));
+    const xattrsOf = (r: ResourceInfo): XattrItem[] | undefined => (r.etag ? [{ name: ETAG_XATTR, value: r.etag }] : undefined);
+    if (resources.every((r) => r.lastModified !== undefined)) {
+      // getlastmodified is listed: nothing is downloaded until the host asks, so unchanged objects cost nothing.
+      for (const r of resources) {
+        yield {
+          type: 'file',
+          path: pathOf(r),
+          size: -1,
+          mtime: stableMtime(r.lastModified, r.etag ?? r.url.pathname),
+          open: async () => fetcher.open(r.url),
+          xattrs: xattrsOf(r),
+        };
+      }
+      continue;
+    }
+    // No getlastmodified (Xandikos and others): the mtime has to come from LAST-MODIFIED inside each object, so
+    // objects are fetched batch by batch while listing; bodies wait in the bounded cache for the host's Opens.
+    for (let i = 0; i < resources.length; i += w.batchSize) {
+      if (w.signal.aborted) return;
+      const batch = resources.slice(i, i + w.batchSize);
+      const got = await fetcher.prefetch(batch.map((r) => r.url));
+      for (const r of batch) {
+        const path = pathOf(r);
+        const e = got.get(pathKey(r.url));
+        if (!e || e.error !== undefined || !e.body) {
+          yield { type: 'error', path, error: e?.error ?? 'the server did not return this object' };
+          continue;
+        }
+        const etag = e.etag ?? r.etag;
+        yield {
+          type: 'file',
+          path,
+          size: e.body.length,
+          mtime: stableMtime(e.lastModified ?? r.lastModified, etag ?? e.body.toString('utf8')),
+          open: async () => fetcher.open(r.url),
+          xattrs: etag ? [{ name: ETAG_XATTR, value: etag }] : undefined,
+        };
+      }
+    }
+  }
+}
+
+/** `name`, or `name~2`, `name~3`… (before the extension) when an earlier entry took it. */
+function unique(name: string, used: Set<string>): string {
+  let candidate = name;
+  const dot = name.lastIndexOf('.');
+  for (let n = 2; used.has(candidate.toLowerCase()); n++) {
+    candidate = dot > 0 ? `${name.slice(0, dot)}~${n}${name.slice(dot)}` : `${name}~${n}`;
+  }
+  used.add(candidate.toLowerCase());
+  return candidate;
+}
+
+/** A fetched object, ready to serve: canonical bytes, or why it cannot be backed up. */
+interface Entry {
+  body?: Buffer;
+  error?: string;
+  etag?: string;
+  lastModified?: Date;
+}
+
+/** Fetched bodies waiting for their Open, bounded in bytes; the oldest are dropped first. */
+class BodyCache {
+  private readonly map = new Map<string, Entry>();
+  private bytes = 0;
+  private readonly max: number;
+  constructor(max: number) {
+    this.max = max;
+  }
+  put(key: string, e: Entry): void {
+    this.take(key);
+    this.map.set(key, e);
+    this.bytes += e.body?.length ?? 0;
+    for (const [k, old] of this.map) {
+      if (this.bytes <= this.max || this.map.size <= 1) break;
+      this.map.delete(k);
+      this.bytes -= old.body?.length ?? 0;
+    }
+  }
+  take(key: string): Entry | undefined {
+    const e = this.map.get(key);
+    if (e) {
+      this.map.delete(key);
+      this.bytes -= e.body?.length ?? 0;
+    }
+    return e;
+  }
+}
+
+/**
+ * Serves Opens for one collection from calendar-multiget / addressbook-multiget batches. A miss fetches the asked
+ * object and the next few not yet fetched ones; the window doubles while the host keeps opening what was read
+ * ahead (a first backup) and shrinks when it does not (an incremental one, where most objects are never opened).
+ */
+class ObjectFetcher {
+  private readonly order: URL[];
+  private readonly position = new Map<string, number>();
+  /** 0 = not fetched, 1 = fetched or in flight. */
+  private readonly fetched: Uint8Array;
+  private readonly inflight = new Map<string, Promise<void>>();
+  private window = FIRST_WINDOW;
+  private lastBatch = new Set<string>();
+  private usedFromLast = 0;
+  private readonly dav: Dav;
+  private readonly collection: URL;
+  private readonly maxBatch: number;
+  private readonly cache: BodyCache;
+  private readonly log: Logger;
+
+  constructor(dav: Dav, collection: URL, resources: ResourceInfo[], maxBatch: number, cache: BodyCache, log: Logger) {
+    this.dav = dav;
+    this.collection = collection;
+    this.maxBatch = maxBatch;
+    this.cache = cache;
+    this.log = log;
+    this.order = resources.map((r) => r.url);
+    this.order.forEach((u, i) => this.position.set(pathKey(u), i));
+    this.fetched = new Uint8Array(this.order.length);
+  }
+
+  /** The bytes of one object; throws an Error naming the problem (the host records it for this path only). */
+  async open(url: URL): Promise<Buffer> {
+    const key = pathKey(url);
+    let e = this.takeCached(key);
+    if (!e && this.inflight.has(key)) {
+      await this.inflight.get(key);
+      e = this.takeCached(key);
+    }
+    if (!e) {
+      await this.fetch(this.plan(key));
+      e = this.takeCached(key);
+    }
+    e ??= await this.single(url);
+    if (e.error !== undefined || !e.body) throw new Error(e.error ?? 'the server did not return this object');
+    return e.body;
+  }
+
+  /** Fetches a listing batch (objects without getlastmodified) and returns each entry; the bodies stay cached for Open. */
+  async prefetch(urls: URL[]): Promise<Map<string, Entry>> {
+    return this.fetch(urls.map(pathKey));
+  }
+
+  private takeCached(key: string): Entry | undefined {
+    const e = this.cache.take(key);
+    if (e && this.lastBatch.has(key)) this.usedFromLast++;
+    return e;
+  }
+
+  /** The keys to fetch for a miss on `key`: it, then following objects not fetched yet, up to the window. */
+  private plan(key: string): string[] {
+    if (this.lastBatch.size > 1) {
+      const used = this.usedFromLast / this.lastBatch.size;
+      this.window = used >= 0.5 ? Math.min(this.window * 2, this.maxBatch) : Math.max(1, Math.floor(this.window / 4));
+    }
+    const keys = [key];
+    const from = this.position.get(key);
+    if (from !== undefined) {
+      for (let i = from + 1; i < this.order.length && keys.length < this.window; i++) {
+        if (this.fetched[i] === 0) keys.push(pathKey(this.order[i] as URL));
+      }
+    }
+    this.lastBatch = new Set(keys);
+    this.usedFromLast = 0;
+    return keys;
+  }
+
+  private async fetch(keys: string[]): Promise<Map<string, Entry>> {
+    const urls: URL[] = [];
+    for (const k of keys) {
+      const i = this.position.get(k);
+      if (i !== undefined) {
+        this.fetched[i] = 1;
+        urls.push(this.order[i] as URL);
+      }
+    }
+    const result = new Map<string, Entry>();
+    const run = (async () => {
+      let got: Map<string, FetchedObject> | undefined;
+      try {
+        got = await this.dav.multiget(this.collection, urls);
+      } catch (err) {
+        if (err instanceof AuthError) throw err;
+        this.log.once('multiget-failed', 'info', 'multiget failed; fetching objects one by one', { collection: this.collection.pathname, cause: describeError(err) });
+      }
+      for (const url of urls) {
+        const k = pathKey(url);
+        const f = got?.get(k);
+        const e = f && (f.status === 200 || f.status === 404) ? this.entry(f) : await this.single(url);
+        result.set(k, e);
+        this.cache.put(k, e);
+      }
+    })();
+    for (const k of keys) this.inflight.set(k, run);
+    try {
+      await run;
+    } finally {
+      for (const k of keys) if (this.inflight.get(k) === run) this.inflight.delete(k);
+    }
+    return result;
+  }
+
+  private async single(url: URL): Promise<Entry> {
+    try {
+      return this.entry(await this.dav.get(url));
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      return { error: describeError(err) };
+    }
+  }
+
+  /** Validates a fetched object with ical.js and gives it canonical CRLF line endings. */
+  private entry(f: FetchedObject): Entry {
+    if (f.status === 404 || f.status === 410) return { error: `no longer on the server (${f.status})` };
+    if (f.status !== 200 || f.data === undefined) return { error: `the server answered ${f.status} for this object` };
+    const text = canonicalLines(f.data);
+    try {
+      const comp = parseObject(text, this.dav.kind);
+      return { body: Buffer.from(text, 'utf8'), etag: f.etag, lastModified: objectLastModified(comp) };
+    } catch (err) {
+      return { error: describeError(err) };
+    }
+  }
+}
