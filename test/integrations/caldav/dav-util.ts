@@ -2,7 +2,7 @@
 import ICAL from 'ical.js';
 import tsdav from 'tsdav';
 
-const { makeCalendar, propfind, fetchCalendarObjects, fetchVCards } = tsdav;
+const { makeCalendar, propfind } = tsdav;
 const makeCollection = (tsdav as unknown as { makeCollection: typeof makeCalendar }).makeCollection;
 
 /** Collection properties as the tests set and compare them. */
@@ -113,18 +113,19 @@ export class Account {
     return out;
   }
 
-  /** The objects of a collection: last path segment → data. */
-  async objects(collectionPath: string, kind: 'calendar' | 'addressbook'): Promise<Map<string, string>> {
+  /** The objects of a collection (PROPFIND Depth 1, then a GET each): last path segment → data. */
+  async objects(collectionPath: string, _kind: 'calendar' | 'addressbook'): Promise<Map<string, string>> {
     const url = this.url(collectionPath.endsWith('/') ? collectionPath : `${collectionPath}/`);
-    const list =
-      kind === 'calendar'
-        ? // tsdav's default filter keeps only VEVENTs: ask for every VCALENDAR.
-          await fetchCalendarObjects({ calendar: { url }, filters: { 'comp-filter': { _attributes: { name: 'VCALENDAR' } } }, urlFilter: () => true, fetch: this.fetch })
-        : await fetchVCards({ addressBook: { url }, urlFilter: () => true, fetch: this.fetch });
+    const listing = await propfind({ url, depth: '1', props: { 'd:getetag': {}, 'd:resourcetype': {} }, fetch: this.fetch });
     const out = new Map<string, string>();
-    for (const o of list) {
-      const segs = new URL(o.url, this.base).pathname.split('/').filter(Boolean);
-      out.set(decodeURIComponent(segs[segs.length - 1] ?? ''), String(o.data ?? ''));
+    for (const r of listing) {
+      const href = new URL(r.href ?? '', url);
+      if (href.pathname === new URL(url).pathname || Object.keys(r.props?.resourcetype ?? {}).includes('collection')) continue;
+      const res = await this.fetch(href.href);
+      const text = await res.text();
+      if (res.status !== 200) throw new Error(`GET ${href.pathname}: ${res.status}`);
+      const segs = href.pathname.split('/').filter(Boolean);
+      out.set(decodeURIComponent(segs[segs.length - 1] ?? ''), text);
     }
     return out;
   }
