@@ -1,0 +1,79 @@
+// caldav per-item failures: a broken object or one gone between listing and fetch fails alone; the backup goes on.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Account } from './dav-util.ts';
+import { simpleEvent, WEEKLY } from './fixtures.ts';
+import { backup, files } from './host.ts';
+import { startProxy, type Proxy } from './proxy.ts';
+import { startRadicale, startXandikos, type RunningServer } from './servers.ts';
+
+let radicale: RunningServer;
+let xandikos: RunningServer;
+const proxies: Proxy[] = [];
+
+/** Corrupts the object whose UID is broken@kloset.test in every response (multiget XML and GET alike). */
+const corrupt = (_req: unknown, body: string): string => body.replace(/SUMMARY:Broken one/g, 'SUMMARY:Broken one\r\nthis line is not iCalendar');
+
+beforeAll(async () => {
+  [radicale, xandikos] = await Promise.all([startRadicale(), startXandikos()]);
+  const alice = new Account(radicale.url, 'alice', 'alicepw');
+  await alice.mkcalendar('/alice/work/', { displayName: 'Work' });
+  const x = new Account(xandikos.url);
+  for (const a of [alice, x]) {
+    const base = a === alice ? '/alice/work/' : '/user/calendars/calendar/';
+    await a.put(`${base}a-fine.ics`, simpleEvent('fine-a@kloset.test', 'Fine A'));
+    await a.put(`${base}broken.ics`, simpleEvent('broken@kloset.test', 'Broken one'));
+    await a.put(`${base}z-weekly.ics`, WEEKLY);
+  }
+});
+
+afterAll(async () => {
+  await Promise.all(proxies.map((p) => p.stop()));
+  await Promise.all([radicale?.stop(), xandikos?.stop()]);
+});
+
+describe('caldav importer: one bad object is a per-item error', () => {
+  it('read lazily (Radicale): the Open of that object fails with the parser’s reason; the others are backed up', async () => {
+    const p = await startProxy(radicale.url, { rewrite: corrupt });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    expect(b.status.code).toBe(0);
+    expect(b.itemErrors.map((e) => [e.pathname, e.message])).toEqual([
+      [
+        '/work/broken.ics',
+        'failed to receive file data: caldav importer: cannot read /work/broken.ics: not valid iCalendar: invalid line (no token ";" or ":") "this line is not iCalendar"',
+      ],
+    ]);
+    expect(b.contents.has('/work/a-fine.ics')).toBe(true);
+    expect(b.contents.has('/work/z-weekly.ics')).toBe(true);
+  });
+
+  it('read while listing (Xandikos): that object is an error record; the others are backed up', async () => {
+    const p = await startProxy(xandikos.url, { rewrite: corrupt });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/user/calendars/`, use_tls: 'false' });
+    expect(b.status.code).toBe(0);
+    expect(b.errors).toEqual([
+      { pathname: '/calendar/broken.ics', error: 'not valid iCalendar: invalid line (no token ";" or ":") "this line is not iCalendar"' },
+    ]);
+    expect([...files(b).keys()].sort()).toEqual(['/calendar/.collection.json', '/calendar/a-fine.ics', '/calendar/z-weekly.ics']);
+  });
+
+  it('an object deleted between listing and fetch is reported as gone', async () => {
+    // The proxy lists one object more than the server has, as if it was deleted right after the listing.
+    const p = await startProxy(radicale.url, {
+      rewrite: (req, body) =>
+        req.method === 'PROPFIND' && body.includes('<href>/alice/work/a-fine.ics</href>')
+          ? body.replace(
+              '</multistatus>',
+              '<response><href>/alice/work/ghost.ics</href><propstat><prop><getetag>"ghost"</getetag><getlastmodified>Mon, 01 Jan 2024 00:00:00 GMT</getlastmodified><resourcetype /></prop><status>HTTP/1.1 200 OK</status></propstat></response></multistatus>',
+            )
+          : body,
+    });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/work/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    expect(b.itemErrors.map((e) => [e.pathname, e.message])).toEqual([
+      ['/work/ghost.ics', 'failed to receive file data: caldav importer: cannot read /work/ghost.ics: no longer on the server (404)'],
+    ]);
+    expect(b.contents.has('/work/z-weekly.ics')).toBe(true);
+  });
+});
