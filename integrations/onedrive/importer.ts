@@ -1,0 +1,80 @@
+// OneDrive importer: lists a folder tree (delta feed, or children walk), streams records with fileSystemInfo times,
+// and downloads each file lazily through its pre-authenticated URL, checking the hashes Graph reported.
+import { ConfigError, defineImporter, NotFoundError, type ImportItem } from '../../shared/index.ts';
+import type { DriveItem } from './api.ts';
+import { connect, LOCATION } from './connect.ts';
+import { listTree } from './delta.ts';
+import { download } from './download.ts';
+import { folderOf, importerOptions } from './options.ts';
+
+/** Folders listed at once by the children walk when `concurrency` is not set. */
+const DEFAULT_LIST_CONCURRENCY = 8;
+
+/** The OneDrive importer. */
+export const importer = defineImporter({
+  options: importerOptions,
+  location: LOCATION,
+  async init(ctx) {
+    const o = ctx.options;
+    const folder = folderOf(o.location, ctx.proto);
+    const g = await connect(ctx, 'importer');
+    const root = await g.itemAt(folder, `cannot open ${folder}`);
+    if (!root) throw new NotFoundError(`cannot back up ${folder}: no such folder in drive ${g.drive.id}`);
+    if (root.file) throw new ConfigError('location', `${folder} is a file; give the folder that holds it`);
+    const maxAttempts = o.maxRetries;
+    return {
+      // The drive ID is global and stable: it keys the parent snapshot (with the root) across runs and accounts.
+      origin: g.drive.id,
+      type: ctx.proto,
+      root: folder,
+      async *records(signal: AbortSignal): AsyncIterable<ImportItem> {
+        const listing = listTree(g, root, folder, {
+          mode: o.listing,
+          includeOneNote: o.includeOnenote,
+          concurrency: o.concurrency ?? DEFAULT_LIST_CONCURRENCY,
+        });
+        for await (const l of listing) {
+          if (signal.aborted) return;
+          if (l.type === 'skipped') yield { type: 'error', path: l.path, error: l.reason };
+          else if (l.type === 'error') yield { type: 'error', path: l.path, error: l.error };
+          else yield recordOf(l.item, l.path);
+        }
+      },
+      async ping() {
+        await g.request('cannot reach the drive', 'GET', g.drivePath);
+      },
+    };
+
+    function recordOf(item: DriveItem, path: string): ImportItem {
+      const mtime = timeOf(item);
+      if (!item.file) return { type: 'dir', path, mtime, perm: 0o755 };
+      const id = item.id;
+      const size = typeof item.size === 'number' ? item.size : -1;
+      const hashes = item.file.hashes;
+      return {
+        type: 'file',
+        path,
+        size,
+        mtime,
+        perm: 0o644,
+        // Only the id, size and hashes stay with the record until the host acks it; the URL is asked for at open.
+        open: async () =>
+          download(
+            g,
+            {
+              what: `cannot read ${path}`,
+              resolveUrl: () => g.downloadUrl(`${g.drivePath}/items/${encodeURIComponent(id)}`, `cannot read ${path}`),
+              expect: size >= 0 ? { size, hashes } : undefined,
+            },
+            maxAttempts,
+          ),
+      };
+    }
+  },
+});
+
+/** The client modification time (fileSystemInfo), else the service's, else the epoch. */
+function timeOf(item: DriveItem): Date {
+  const t = Date.parse(item.fileSystemInfo?.lastModifiedDateTime ?? item.lastModifiedDateTime ?? '');
+  return new Date(Number.isNaN(t) ? 0 : t);
+}

@@ -1,0 +1,329 @@
+// Uploads: one PUT for small files; upload sessions in fragments (multiples of 320 KiB) that resume from
+// nextExpectedRanges after a lost reply or a 416, and restart in a new session when the old one expired.
+// https://learn.microsoft.com/graph/api/driveitem-createuploadsession
+import { open as openFile, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
+import { describeError } from '../../shared/index.ts';
+import type { ConflictBehavior, DriveItem, UploadableProperties, UploadSession } from './api.ts';
+import { classify, errorFromResponse, OneDriveError, plainFetch, type GraphClient } from './client.ts';
+import { FRAGMENT_QUANTUM } from './options.ts';
+import { QuickXorHash } from './quickxorhash.ts';
+
+/** Where an upload goes and what it sets. */
+export interface UploadTarget {
+  /** Graph path of the item: `/drives/{d}/items/{parent}:/{name}:` (or an existing item). */
+  itemApiPath: string;
+  conflict: ConflictBehavior;
+  /** Client modification time to keep (fileSystemInfo.lastModifiedDateTime). */
+  mtime?: Date;
+  /** `cannot upload <subject>`. */
+  what: string;
+}
+
+/** Bytes of an upload, read in order; sources that can be read again let an expired session start over. */
+export interface UploadSource {
+  readonly size: number;
+  /** `length` bytes at `offset` (fewer only at the end of the data). */
+  read(offset: number, length: number): Promise<Buffer>;
+  /** Whether a read may go back before the last fragment (needed to restart an expired session). */
+  readonly restartable: boolean;
+  /** QuickXorHash of every byte read so far in order (complete once the last byte was read). */
+  quickXorHash(): string;
+  /** Checks there is nothing past `size` (called before the last fragment is sent). */
+  finish?(): Promise<void>;
+}
+
+/** Session restarts allowed after expiry before the upload is reported as failed. */
+const MAX_SESSION_RESTARTS = 3;
+
+/** Uploads a small file in one PUT, then sets its modification time. */
+export async function simpleUpload(g: GraphClient, t: UploadTarget, body: Buffer): Promise<DriveItem> {
+  let item = await g.request<DriveItem>(t.what, 'PUT', `${t.itemApiPath}/content`, {
+    body,
+    query: { '@microsoft.graph.conflictBehavior': t.conflict },
+    headers: { 'Content-Type': 'application/octet-stream' },
+  });
+  if (t.mtime) item = await setMtime(g, item, t.mtime, t.what);
+  return item;
+}
+
+/** Sets fileSystemInfo.lastModifiedDateTime unless the item already has it (to the second). */
+export async function setMtime(g: GraphClient, item: DriveItem, mtime: Date, what: string): Promise<DriveItem> {
+  const want = Math.floor(mtime.getTime() / 1000);
+  const have = item.fileSystemInfo?.lastModifiedDateTime ? Math.floor(Date.parse(item.fileSystemInfo.lastModifiedDateTime) / 1000) : NaN;
+  if (want === have) return item;
+  return g.request<DriveItem>(what, 'PATCH', `${g.drivePath}/items/${encodeURIComponent(item.id)}`, {
+    body: { fileSystemInfo: { lastModifiedDateTime: isoSeconds(mtime) } },
+  });
+}
+
+/** A time in the form Graph accepts, to the second. */
+export function isoSeconds(d: Date): string {
+  return new Date(Math.floor(d.getTime() / 1000) * 1000).toISOString().replace('.000Z', 'Z');
+}
+
+/** Uploads through an upload session in `chunkSize` fragments; returns the committed item. */
+export async function sessionUpload(g: GraphClient, t: UploadTarget, src: UploadSource, chunkSize: number): Promise<DriveItem> {
+  if (chunkSize % FRAGMENT_QUANTUM !== 0) throw new Error(`internal: fragment size ${chunkSize} is not a multiple of 320 KiB`);
+  for (let restarts = 0; ; restarts++) {
+    const props: UploadableProperties = { '@microsoft.graph.conflictBehavior': t.conflict };
+    if (t.mtime) props.fileSystemInfo = { lastModifiedDateTime: isoSeconds(t.mtime) };
+    const session = await g.request<UploadSession>(t.what, 'POST', `${t.itemApiPath}/createUploadSession`, { body: { item: props } });
+    const url = session.uploadUrl;
+    if (!url) throw new OneDriveError('noUploadUrl', `${t.what}: the upload session has no uploadUrl`);
+    try {
+      let item = await sendFragments(g, t, url, src, chunkSize);
+      if (t.mtime) item = await setMtime(g, item, t.mtime, t.what);
+      return item;
+    } catch (err) {
+      const gone = err instanceof OneDriveError && err.serviceCode === 'uploadSessionGone';
+      if (gone && src.restartable && restarts < MAX_SESSION_RESTARTS) {
+        g.log.info('the upload session expired; starting a new one', { what: t.what });
+        continue;
+      }
+      if (!gone) await cancelSession(g, url);
+      if (gone) {
+        throw new OneDriveError(
+          'uploadSessionGone',
+          src.restartable
+            ? `${t.what}: the upload session expired ${restarts + 1} times`
+            : `${t.what}: the upload session expired part-way and the content cannot be read again; restore this file again`,
+          { cause: err },
+        );
+      }
+      throw err;
+    }
+  }
+}
+
+async function sendFragments(g: GraphClient, t: UploadTarget, url: string, src: UploadSource, chunkSize: number): Promise<DriveItem> {
+  let offset = 0;
+  for (;;) {
+    const length = Math.min(chunkSize, src.size - offset);
+    const body = await src.read(offset, length);
+    if (body.length !== length) {
+      throw new OneDriveError('sizeMismatch', `${t.what}: the content ended after ${offset + body.length} of ${src.size} bytes`);
+    }
+    if (offset + length === src.size) await src.finish?.();
+    const r = await putFragment(g, t, url, offset, body, src.size);
+    if (r.item) return verifyCommitted(t, r.item, src);
+    if (r.next <= offset || r.next > offset + length) {
+      // The service lost or skipped data; follow what it expects (the source refuses a rewind it cannot do).
+      g.log.debug('the upload session expects another offset', { what: t.what, sent: offset, next: r.next });
+    }
+    offset = r.next;
+  }
+}
+
+function verifyCommitted(t: UploadTarget, item: DriveItem, src: UploadSource): DriveItem {
+  if (item.size !== undefined && item.size !== src.size) {
+    throw new OneDriveError('sizeMismatch', `${t.what}: OneDrive stored ${item.size} bytes instead of ${src.size}`);
+  }
+  const remote = item.file?.hashes?.quickXorHash;
+  if (remote && remote !== src.quickXorHash()) {
+    throw new OneDriveError('hashMismatch', `${t.what}: the quickXorHash OneDrive computed differs from the uploaded content`);
+  }
+  return item;
+}
+
+interface FragmentResult {
+  item?: DriveItem;
+  next: number;
+}
+
+/** PUTs one fragment (no Authorization header: the URL is pre-authenticated); a 416 or a retry asks the session where to go on. */
+async function putFragment(g: GraphClient, t: UploadTarget, url: string, offset: number, body: Buffer, total: number): Promise<FragmentResult> {
+  const range = `bytes ${offset}-${offset + body.length - 1}/${total}`;
+  return g.pacer.call(
+    `${t.what} (fragment at byte ${offset})`,
+    async (attempt) => {
+      if (attempt > 1) {
+        // The previous attempt may have reached the service even though its reply did not reach us.
+        const status = await sessionStatus(g, url);
+        if (status.next !== offset) return { next: status.next };
+      }
+      const res = await plainFetch(url, { method: 'PUT', headers: { 'content-length': String(body.length), 'content-range': range }, body }, g.timeoutMs, g.signal);
+      if (res.status === 200 || res.status === 201) return { item: (await res.json()) as DriveItem, next: total };
+      if (res.status === 202) {
+        const s = (await res.json()) as UploadSession;
+        return { next: nextOffset(s) ?? offset + body.length };
+      }
+      if (res.status === 404) {
+        await res.body?.cancel().catch(() => undefined);
+        throw new OneDriveError('uploadSessionGone', 'the upload session expired or was removed (HTTP 404)', { httpStatus: 404 });
+      }
+      if (res.status === 416) {
+        await res.body?.cancel().catch(() => undefined);
+        return { next: (await sessionStatus(g, url)).next };
+      }
+      throw await errorFromResponse(res);
+    },
+    classify,
+  );
+}
+
+/** Where the session wants the next byte (GET on the upload URL). */
+async function sessionStatus(g: GraphClient, url: string): Promise<{ next: number }> {
+  const res = await plainFetch(url, { method: 'GET' }, g.timeoutMs, g.signal);
+  if (res.status === 404) {
+    await res.body?.cancel().catch(() => undefined);
+    throw new OneDriveError('uploadSessionGone', 'the upload session expired or was removed (HTTP 404)', { httpStatus: 404 });
+  }
+  if (!res.ok) throw await errorFromResponse(res);
+  const next = nextOffset((await res.json()) as UploadSession);
+  if (next === undefined) throw new OneDriveError('badUploadSession', 'the upload session reports no missing range');
+  return { next };
+}
+
+/** The first missing byte of nextExpectedRanges (`"12345-"` or `"12345-67890"`). */
+export function nextOffset(s: UploadSession): number | undefined {
+  const first = s.nextExpectedRanges?.[0];
+  if (!first) return undefined;
+  const n = Number(first.split('-')[0]);
+  return Number.isSafeInteger(n) ? n : undefined;
+}
+
+async function cancelSession(g: GraphClient, url: string): Promise<void> {
+  try {
+    const res = await plainFetch(url, { method: 'DELETE' }, g.timeoutMs, g.signal);
+    await res.body?.cancel().catch(() => undefined);
+  } catch (err) {
+    g.log.debug('could not cancel an upload session', { cause: describeError(err) });
+  }
+}
+
+/** An upload source over bytes already in memory. */
+export class BufferSource implements UploadSource {
+  readonly restartable = true;
+  private readonly data: Buffer;
+  private readonly hash: string;
+  constructor(data: Buffer, quickXorHash?: string) {
+    this.data = data;
+    this.hash = quickXorHash ?? new QuickXorHash().update(data).digestBase64();
+  }
+  get size(): number {
+    return this.data.length;
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    return this.data.subarray(offset, offset + length);
+  }
+  quickXorHash(): string {
+    return this.hash;
+  }
+}
+
+/** An upload source over a file (a spilled Put), hashed while it was written. */
+export class FileSource implements UploadSource {
+  readonly restartable = true;
+  readonly size: number;
+  private readonly fh: FileHandle;
+  private readonly hash: string;
+  private constructor(fh: FileHandle, size: number, hash: string) {
+    this.fh = fh;
+    this.size = size;
+    this.hash = hash;
+  }
+  /** Opens `path` (the caller removes it afterwards). */
+  static async open(path: string, size: number, quickXorHash: string): Promise<FileSource> {
+    return new FileSource(await openFile(path, 'r'), size, quickXorHash);
+  }
+  async read(offset: number, length: number): Promise<Buffer> {
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const { bytesRead } = await this.fh.read(buf, got, length - got, offset + got);
+      if (bytesRead === 0) break;
+      got += bytesRead;
+    }
+    return buf.subarray(0, got);
+  }
+  quickXorHash(): string {
+    return this.hash;
+  }
+  async close(): Promise<void> {
+    await this.fh.close();
+  }
+}
+
+/**
+ * An upload source over a one-pass stream (a file being restored): it keeps only the current fragment, so a fragment
+ * can be sent again, but an expired session cannot start over. Extra bytes past `size` are an error.
+ */
+export class StreamSource implements UploadSource {
+  readonly restartable = false;
+  readonly size: number;
+  private readonly iterator: AsyncIterator<Buffer>;
+  private readonly hash = new QuickXorHash();
+  /** Bytes held, starting at stream offset `start`. */
+  private held: Buffer[] = [];
+  private heldBytes = 0;
+  private start = 0;
+  private ended = false;
+
+  constructor(stream: Readable, size: number) {
+    this.size = size;
+    this.iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+
+  async read(offset: number, length: number): Promise<Buffer> {
+    if (offset < this.start) throw new OneDriveError('cannotRewind', `the upload needs bytes from ${offset} again, which were already sent and dropped`);
+    this.drop(offset - this.start);
+    while (this.heldBytes < length && !this.ended) {
+      const next = await this.iterator.next();
+      if (next.done) {
+        this.ended = true;
+        break;
+      }
+      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+      this.hash.update(chunk);
+      this.held.push(chunk);
+      this.heldBytes += chunk.length;
+    }
+    if (this.hash.bytes > this.size) {
+      throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
+    }
+    const out = this.held.length === 1 ? (this.held[0] as Buffer) : Buffer.concat(this.held);
+    this.held = [out];
+    return out.subarray(0, Math.min(length, out.length));
+  }
+
+  private drop(n: number): void {
+    if (n <= 0) return;
+    let left = n;
+    while (left > 0 && this.held.length > 0) {
+      const first = this.held[0] as Buffer;
+      if (first.length <= left) {
+        this.held.shift();
+        left -= first.length;
+        this.heldBytes -= first.length;
+      } else {
+        this.held[0] = first.subarray(left);
+        this.heldBytes -= left;
+        left = 0;
+      }
+    }
+    if (left > 0) throw new OneDriveError('cannotSkip', `the upload session asked to skip ${left} bytes that were never sent`);
+    this.start += n;
+  }
+
+  async finish(): Promise<void> {
+    while (!this.ended) {
+      const next = await this.iterator.next();
+      if (next.done) {
+        this.ended = true;
+        break;
+      }
+      const chunk = next.value as Buffer;
+      if (chunk.length > 0) {
+        this.hash.update(chunk);
+        this.held.push(chunk);
+        this.heldBytes += chunk.length;
+      }
+    }
+    if (this.hash.bytes > this.size) throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
+  }
+
+  quickXorHash(): string {
+    return this.hash.digestBase64();
+  }
+}
