@@ -1,0 +1,289 @@
+// Streamed uploads: one PUT with Content-MD5 up to the cutoff, else a multipart upload with bounded memory, aborted on failure.
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type CompletedPart,
+  type PutObjectCommandInput,
+} from '@aws-sdk/client-s3';
+import { describeError, formatSize, ServiceError } from '../../shared/index.ts';
+import type { S3 } from './client.ts';
+
+/** S3's limit on the number of parts of one upload. */
+export const MAX_PARTS = 10_000;
+
+const MIB = 1024 * 1024;
+
+/** Headers of the object being written (everything PutObject and CreateMultipartUpload share). */
+export type ObjectHeaders = Pick<
+  PutObjectCommandInput,
+  | 'ContentType'
+  | 'CacheControl'
+  | 'ContentEncoding'
+  | 'ContentDisposition'
+  | 'ContentLanguage'
+  | 'Expires'
+  | 'WebsiteRedirectLocation'
+  | 'Metadata'
+  | 'Tagging'
+  | 'StorageClass'
+  | 'ServerSideEncryption'
+  | 'SSEKMSKeyId'
+>;
+
+/** How uploads are cut and how many parts fly at once. */
+export interface UploadSettings {
+  partSize: number;
+  cutoff: number;
+  concurrency: number;
+}
+
+/** A counting semaphore: at most `size` holders at once. */
+export class Semaphore {
+  private free: number;
+  private readonly waiters: Array<() => void> = [];
+  constructor(size: number) {
+    this.free = size;
+  }
+  async acquire(): Promise<void> {
+    if (this.free > 0) {
+      this.free--;
+      return;
+    }
+    await new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
+  release(): void {
+    const next = this.waiters.shift();
+    if (next) next();
+    else this.free++;
+  }
+}
+
+/**
+ * Part buffers shared by every upload of the process: at most `slots` part-sized buffers exist at once, reused
+ * from one part to the next, so memory stays at part_size × slots however many objects are in flight.
+ */
+export class PartPool {
+  private readonly sem: Semaphore;
+  private readonly idle: Buffer[] = [];
+  readonly partSize: number;
+  readonly slots: number;
+  constructor(partSize: number, slots: number) {
+    this.partSize = partSize;
+    this.slots = slots;
+    this.sem = new Semaphore(slots);
+  }
+  async take(size: number): Promise<Buffer> {
+    await this.sem.acquire();
+    if (size === this.partSize) return this.idle.pop() ?? Buffer.allocUnsafeSlow(size);
+    return Buffer.allocUnsafeSlow(size);
+  }
+  give(buf: Buffer): void {
+    if (buf.length === this.partSize && this.idle.length < this.slots) this.idle.push(buf);
+    this.sem.release();
+  }
+}
+
+/** Reads a byte stream in exact-size pieces. */
+class ExactReader {
+  private readonly it: AsyncIterator<Buffer>;
+  /** Bytes read from the stream (or put back) and not handed out yet. */
+  private pending: Buffer[] = [];
+  private done = false;
+  constructor(stream: Readable) {
+    this.it = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+  }
+  private async nextChunk(): Promise<Buffer | undefined> {
+    const queued = this.pending.shift();
+    if (queued) return queued;
+    while (!this.done) {
+      const next = await this.it.next();
+      if (next.done) {
+        this.done = true;
+        return undefined;
+      }
+      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+      if (chunk.length > 0) return chunk;
+    }
+    return undefined;
+  }
+  /** Fills `target` from the stream; returns the bytes written (less than its length only at the end of the stream). */
+  async fill(target: Buffer): Promise<number> {
+    let off = 0;
+    while (off < target.length) {
+      const chunk = await this.nextChunk();
+      if (!chunk) break;
+      const n = Math.min(chunk.length, target.length - off);
+      chunk.copy(target, off, 0, n);
+      off += n;
+      if (n < chunk.length) this.pending.unshift(chunk.subarray(n));
+    }
+    return off;
+  }
+  /** Reads up to `limit + 1` bytes as a list of chunks (small objects stay small). */
+  async readUpTo(limit: number): Promise<{ chunks: Buffer[]; total: number; ended: boolean }> {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    while (total <= limit) {
+      const chunk = await this.nextChunk();
+      if (!chunk) return { chunks, total, ended: true };
+      chunks.push(chunk);
+      total += chunk.length;
+    }
+    return { chunks, total, ended: false };
+  }
+  /** Puts chunks back in front of the stream. */
+  unshift(chunks: Buffer[]): void {
+    this.pending = [...chunks, ...this.pending];
+  }
+  async close(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+function md5(buf: Buffer): string {
+  return createHash('md5').update(buf).digest('base64');
+}
+
+/** The part size for an object of `size` bytes (unknown: -1): grown in whole MiB so 10,000 parts suffice. */
+export function partSizeFor(size: number, partSize: number): number {
+  if (size < 0 || Math.ceil(size / partSize) <= MAX_PARTS) return partSize;
+  return Math.ceil(size / MAX_PARTS / MIB) * MIB;
+}
+
+/**
+ * Uploads `body` to `key`: a single PUT with Content-MD5 when the whole body fits in `cutoff` bytes, otherwise a
+ * multipart upload whose parts (each with Content-MD5, each retried on its own) use the process-wide part pool.
+ * A failed multipart upload is aborted. Returns the number of bytes stored.
+ */
+export async function uploadStream(
+  s3: S3,
+  key: string,
+  body: Readable,
+  headers: ObjectHeaders,
+  settings: UploadSettings,
+  pool: PartPool,
+  size = -1,
+): Promise<number> {
+  const what = `cannot write ${s3.url(key)}`;
+  const reader = new ExactReader(body);
+  const common = { Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer };
+  try {
+    if (size > settings.cutoff) return await multipart(s3, key, reader, headers, settings, pool, size, what);
+    const head = await reader.readUpTo(size >= 0 ? size : settings.cutoff);
+    if (head.ended && head.total <= settings.cutoff) {
+      const buf = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks, head.total);
+      const contentMD5 = md5(buf);
+      await s3.call(what, (abortSignal) =>
+        s3.client.send(new PutObjectCommand({ ...common, ...headers, Body: buf, ContentLength: buf.length, ContentMD5: contentMD5 }), { abortSignal }),
+      );
+      return buf.length;
+    }
+    reader.unshift(head.chunks);
+    return await multipart(s3, key, reader, headers, settings, pool, size, what);
+  } finally {
+    await reader.close().catch(() => undefined);
+  }
+}
+
+async function multipart(
+  s3: S3,
+  key: string,
+  reader: ExactReader,
+  headers: ObjectHeaders,
+  settings: UploadSettings,
+  pool: PartPool,
+  size: number,
+  what: string,
+): Promise<number> {
+  const common = { Bucket: s3.bucket, Key: key, ...s3.payer };
+  const created = await s3.call(what, (abortSignal) =>
+    s3.client.send(new CreateMultipartUploadCommand({ ...common, ...s3.ssec, ...headers }), { abortSignal }),
+  );
+  const uploadId = created.UploadId;
+  if (!uploadId) throw new ServiceError('NoUploadId', `${what}: the service started a multipart upload without an UploadId`);
+  const partSize = partSizeFor(size, settings.partSize);
+  const inFlight = new Semaphore(settings.concurrency);
+  const parts: CompletedPart[] = [];
+  const running = new Set<Promise<void>>();
+  let failure: unknown;
+  let total = 0;
+  try {
+    for (let partNumber = 1; failure === undefined; partNumber++) {
+      await inFlight.acquire();
+      if (failure !== undefined) {
+        inFlight.release();
+        break;
+      }
+      const buf = await pool.take(partSize);
+      let n: number;
+      try {
+        n = await reader.fill(buf);
+      } catch (err) {
+        pool.give(buf);
+        inFlight.release();
+        throw err;
+      }
+      if (n === 0 && partNumber > 1) {
+        pool.give(buf);
+        inFlight.release();
+        break;
+      }
+      if (partNumber > MAX_PARTS) {
+        pool.give(buf);
+        inFlight.release();
+        throw new ServiceError(
+          'TooManyParts',
+          `${what}: the object is larger than ${MAX_PARTS} parts of ${formatSize(partSize)} (hint: raise part_size)`,
+        );
+      }
+      total += n;
+      const body = buf.subarray(0, n);
+      const number = partNumber;
+      const task = (async () => {
+        try {
+          const contentMD5 = md5(body);
+          const r = await s3.call(`${what} (part ${number})`, (abortSignal) =>
+            s3.client.send(
+              new UploadPartCommand({ ...common, ...s3.ssec, UploadId: uploadId, PartNumber: number, Body: body, ContentLength: n, ContentMD5: contentMD5 }),
+              { abortSignal },
+            ),
+          );
+          parts.push({ PartNumber: number, ETag: r.ETag });
+        } catch (err) {
+          failure ??= err;
+        } finally {
+          pool.give(buf);
+          inFlight.release();
+        }
+      })();
+      running.add(task);
+      void task.finally(() => running.delete(task));
+      if (n < partSize) break;
+    }
+    await Promise.all(running);
+    if (failure !== undefined) throw failure;
+    parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
+    await s3.call(what, (abortSignal) =>
+      s3.client.send(new CompleteMultipartUploadCommand({ ...common, UploadId: uploadId, MultipartUpload: { Parts: parts } }), { abortSignal }),
+    );
+    return total;
+  } catch (err) {
+    await Promise.allSettled(running);
+    await s3
+      .call(`cannot abort the multipart upload of ${s3.url(key)}`, (abortSignal) =>
+        s3.client.send(new AbortMultipartUploadCommand({ ...common, UploadId: uploadId }), { abortSignal }),
+      )
+      .catch((abortErr: unknown) => {
+        s3.log.warn('a failed multipart upload could not be aborted; a lifecycle rule for incomplete uploads will clean it', {
+          key,
+          cause: describeError(abortErr),
+        });
+      });
+    throw err;
+  }
+}
