@@ -681,7 +681,7 @@ export function nextCommands(
       exeFileName(name, target),
     );
     lines.push(
-      `codesign --sign - ${shellQuote(exe)}    # on a Mac: postject invalidated Node's signature`,
+      `codesign --sign - ${shellQuote(exe)}    # on a Mac: postject removed Node's signature`,
     );
   }
   lines.push(`${env}plakar pkg create ${shellQuote(manifest)} ${tag}`);

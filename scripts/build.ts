@@ -379,7 +379,8 @@ async function main(): Promise<void> {
   }
   if (built.some((item) => item.target.os === 'darwin')) {
     notes.add(
-      'darwin executables carry an invalidated signature: re-sign them ad hoc on a Mac (codesign --sign -) before packaging',
+      'darwin executables are unsigned (postject drops the LC_CODE_SIGNATURE of Node): sign them ad hoc on a Mac ' +
+        '(codesign --sign -) before packaging; Apple Silicon refuses unsigned code, Intel Macs run it',
     );
   }
   if (built.some((item) => item.target.os === 'win')) {

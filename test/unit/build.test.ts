@@ -398,7 +398,7 @@ describe('build output: summary and next commands', () => {
     expect(
       nextCommands('s3', 'v0.1.0', DARWIN_ARM64, LINUX_X64, 'dist/darwin-arm64/s3/manifest.yaml'),
     ).toEqual([
-      `codesign --sign - dist/darwin-arm64/s3/s3    # on a Mac: postject invalidated Node's signature`,
+      `codesign --sign - dist/darwin-arm64/s3/s3    # on a Mac: postject removed Node's signature`,
       'GOOS=darwin GOARCH=arm64 plakar pkg create dist/darwin-arm64/s3/manifest.yaml v0.1.0',
       'plakar pkg add ./s3_v0.1.0_darwin_arm64.ptar    # on a darwin-arm64 machine',
     ]);
