@@ -1,0 +1,282 @@
+// The gdrive storage: a Plakar repository in a Drive folder with the standard layout (CONFIG, packfiles/<2hex>/<64hex>,
+// states/<2hex>/<64hex>, locks/<64hex>), resumable Puts of unknown length, ranged Gets, paged Lists.
+import { Readable } from 'node:stream';
+import {
+  CONFIG_NAME,
+  ConfigError,
+  defineStorage,
+  KlosetError,
+  macFromName,
+  macHex,
+  NotFoundError,
+  objectFolder,
+  objectName,
+  RESOURCE_DIRS,
+  type Resource,
+} from '../../shared/index.ts';
+import { FOLDER_MIME, type DriveFile } from './api.ts';
+import { DriveClient, DriveError, quoteQuery } from './client.ts';
+import { parseLocation, storageOptions } from './options.ts';
+import { uploadContent } from './upload.ts';
+
+/** Folders asked for in one `('a' in parents or …)` query. */
+const PARENTS_PER_QUERY = 50;
+
+/** gRPC ALREADY_EXISTS: Create on a folder that already holds a repository. */
+const ALREADY_EXISTS = 6;
+
+interface StoredObject {
+  id: string;
+  size: number;
+  md5?: string;
+}
+
+/** The gdrive storage. */
+export const storage = defineStorage({
+  options: storageOptions,
+  location: {
+    help: 'gdrive:///path: the folder holding the repository (created by `plakar create`), in My Drive, the shared drive named by `drive`, or below `root_folder_id`',
+    examples: ['gdrive:///plakar', 'gdrive:///Backups/laptop'],
+    pattern: '^gdrive://',
+  },
+  async init(ctx) {
+    const o = ctx.options;
+    const loc = parseLocation(o.location, ctx.proto);
+    if (loc.segments.length === 0 && o.rootFolderId === undefined) {
+      throw new ConfigError('location', `expected a folder for the repository, such as ${ctx.proto}:///plakar (the top of a drive holds other files), got ${JSON.stringify(o.location)}`);
+    }
+    const client = await DriveClient.connect(ctx, o, false);
+    const repo = new Repository(client, loc.segments, `${o.location} (${client.start.label} of ${client.email})`, o.chunkSize);
+    const scope = client.start.driveId ? `/drives/${client.start.driveId}` : o.rootFolderId ? `/folders/${o.rootFolderId}` : '';
+    return {
+      origin: `drive.google.com/${client.email}${scope}`,
+      root: loc.path,
+      create: (config) => repo.create(config),
+      open: () => repo.open(),
+      mode: async () => 6,
+      size: async () => -1,
+      list: (resource) => repo.list(resource),
+      put: (resource, mac, content) => repo.put(resource, mac, content),
+      get: (resource, mac, range) => repo.get(resource, mac, range),
+      delete: (resource, mac) => repo.delete(resource, mac),
+      readAhead: { fetch: (resource, mac) => repo.get(resource, mac, undefined) },
+      async ping() {
+        await client.call('ping Google Drive', () => client.api.about.get({ fields: 'user(emailAddress)' }, client.mo()));
+      },
+      async close() {
+        client.close();
+      },
+    };
+  },
+});
+
+/** The repository folder and its object index. */
+class Repository {
+  private readonly client: DriveClient;
+  private readonly segments: readonly string[];
+  private readonly label: string;
+  private readonly chunkSize: number;
+  /** Folder ids by path relative to the repository (`''` is the repository), oldest first. */
+  private readonly folders = new Map<string, Promise<string[]>>();
+  /** Folders this process created: nothing else can be in them yet, so Puts skip the existence check. */
+  private readonly fresh = new Set<string>();
+  /** Known objects by relative name. */
+  private readonly objects = new Map<string, StoredObject>();
+  /** One Put at a time per object name (a second Put of the same name replaces the first). */
+  private readonly locks = new Map<string, Promise<unknown>>();
+
+  constructor(client: DriveClient, segments: readonly string[], label: string, chunkSize: number) {
+    this.client = client;
+    this.segments = segments;
+    this.label = label;
+    this.chunkSize = chunkSize;
+  }
+
+  /** Ids of the folder at `rel` (several when concurrent processes each created one); created when asked. */
+  private folder(rel: string, create: boolean): Promise<string[]> {
+    const cached = this.folders.get(rel);
+    if (cached) return cached;
+    const p = (async (): Promise<string[]> => {
+      if (rel === '') {
+        const found = await this.client.resolveFolder(this.client.start.id, this.segments, create, this.client.start.label);
+        if (!found) return [];
+        if (found.created) this.fresh.add('');
+        return [found.id];
+      }
+      const parentRel = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
+      const name = rel.slice(rel.lastIndexOf('/') + 1);
+      const parents = await this.folder(parentRel, create);
+      if (parents.length === 0) return [];
+      let ids: string[] = [];
+      if (!this.fresh.has(parentRel)) {
+        for (const pid of parents) {
+          const found = await this.client.children(pid, `look up folder ${rel} of the repository at ${this.label}`, { name, foldersOnly: true, fields: 'id,createdTime' });
+          ids.push(...found.map((f) => f.id as string));
+        }
+      }
+      if (ids.length === 0 && create) {
+        const f = await this.client.createFolder(parents[0] as string, name, `create folder ${rel} of the repository at ${this.label}`);
+        ids = [f.id as string];
+        this.fresh.add(rel);
+      }
+      return ids;
+    })();
+    this.folders.set(rel, p);
+    // Only positive answers are kept: a folder another process creates later must still be found.
+    p.then(
+      (ids) => {
+        if (ids.length === 0) this.folders.delete(rel);
+      },
+      () => this.folders.delete(rel),
+    );
+    return p;
+  }
+
+  async create(config: Buffer): Promise<void> {
+    const ids = await this.folder('', true);
+    const repoId = ids[0] as string;
+    const existing = await this.client.children(repoId, `look for a repository at ${this.label}`, { name: CONFIG_NAME, fields: 'id' });
+    if (existing.length > 0) throw new KlosetError(`cannot create a repository at ${this.label}: one already exists there (it holds a CONFIG file)`, ALREADY_EXISTS);
+    await uploadContent(
+      this.client,
+      { parentId: repoId, name: CONFIG_NAME, mediaType: 'application/octet-stream', size: config.length, what: `store the repository configuration at ${this.label}` },
+      Readable.from([config]),
+      this.chunkSize,
+    );
+  }
+
+  async open(): Promise<Buffer> {
+    const ids = await this.folder('', false);
+    if (ids.length === 0) throw new NotFoundError(`no repository at ${this.label}: the folder does not exist`);
+    const found = await this.client.children(ids[0] as string, `open the repository at ${this.label}`, { name: CONFIG_NAME, fields: 'id,size,md5Checksum,modifiedTime' });
+    const config = newest(found);
+    if (!config?.id) throw new NotFoundError(`no repository at ${this.label}: the folder holds no CONFIG file`);
+    const parts: Buffer[] = [];
+    for await (const c of this.client.download({ id: config.id, size: Number(config.size ?? -1), md5: config.md5Checksum ?? undefined }, `read the repository configuration at ${this.label}`)) {
+      parts.push(c as Buffer);
+    }
+    return Buffer.concat(parts);
+  }
+
+  /** Every copy of an object (normally one), newest first; cached unless `fresh` is asked. */
+  private async lookup(resource: Resource, mac: Buffer, what: string, refresh = false): Promise<StoredObject[]> {
+    const name = objectName(resource, mac);
+    const cached = this.objects.get(name);
+    if (cached && !refresh) return [cached];
+    const parents = await this.folder(objectFolder(resource, mac), false);
+    if (parents.length === 0) return [];
+    const q = `name = ${quoteQuery(macHex(mac))} and trashed = false and (${parents.map((p) => `${quoteQuery(p)} in parents`).join(' or ')})`;
+    const found: DriveFile[] = [];
+    for await (const page of this.client.listPages(q, what, { fields: 'id,size,md5Checksum,modifiedTime,createdTime' })) found.push(...page);
+    found.sort((a, b) => Date.parse(b.modifiedTime ?? '') - Date.parse(a.modifiedTime ?? '') || (b.createdTime ?? '').localeCompare(a.createdTime ?? ''));
+    const out = found.filter((f) => f.id).map((f) => ({ id: f.id as string, size: Number(f.size ?? -1), md5: f.md5Checksum ?? undefined }));
+    if (out[0]) this.objects.set(name, out[0]);
+    return out;
+  }
+
+  async put(resource: Resource, mac: Buffer, content: Readable): Promise<number> {
+    const name = objectName(resource, mac);
+    const previous = this.locks.get(name) ?? Promise.resolve();
+    const run = previous.catch(() => undefined).then(async () => {
+      const folderRel = objectFolder(resource, mac);
+      const parents = await this.folder(folderRel, true);
+      const what = `store ${resource} ${macHex(mac)} at ${this.label}`;
+      const existing = this.fresh.has(folderRel) ? this.objects.get(name) : (await this.lookup(resource, mac, what))[0];
+      const result = await uploadContent(
+        this.client,
+        { parentId: parents[0] as string, fileId: existing?.id, name: macHex(mac), mediaType: 'application/octet-stream', what },
+        content,
+        this.chunkSize,
+      );
+      this.objects.set(name, { id: result.file.id as string, size: result.size, md5: result.md5 });
+      return result.size;
+    });
+    this.locks.set(name, run);
+    void run.finally(() => {
+      if (this.locks.get(name) === run) this.locks.delete(name);
+    }).catch(() => undefined);
+    return run;
+  }
+
+  async get(resource: Resource, mac: Buffer, range: { offset: number; length: number } | undefined): Promise<Readable> {
+    const what = `read ${resource} ${macHex(mac)} at ${this.label}`;
+    const obj = (await this.lookup(resource, mac, what))[0];
+    if (!obj) throw new NotFoundError(`${resource} ${macHex(mac)} not found at ${this.label}`);
+    const source = this.client.download(obj, what, range);
+    const name = objectName(resource, mac);
+    const forget = (): void => {
+      this.objects.delete(name);
+    };
+    const label = this.label;
+    // An object deleted by another process since it was indexed answers 404: report it as missing.
+    async function* guarded(): AsyncGenerator<Buffer> {
+      try {
+        for await (const c of source) yield c as Buffer;
+      } catch (err) {
+        if (err instanceof DriveError && err.httpStatus === 404) {
+          forget();
+          throw new NotFoundError(`${resource} ${macHex(mac)} not found at ${label}`);
+        }
+        throw err;
+      }
+    }
+    return Readable.from(guarded(), { objectMode: false });
+  }
+
+  async delete(resource: Resource, mac: Buffer): Promise<void> {
+    const what = `delete ${resource} ${macHex(mac)} at ${this.label}`;
+    const copies = await this.lookup(resource, mac, what, true);
+    if (copies.length === 0) throw new NotFoundError(`${resource} ${macHex(mac)} not found at ${this.label}`);
+    for (const c of copies) {
+      try {
+        await this.client.delete(c.id, what);
+      } catch (err) {
+        if (!(err instanceof DriveError && err.httpStatus === 404)) throw err;
+      }
+    }
+    this.objects.delete(objectName(resource, mac));
+  }
+
+  /** Every MAC of `resource`: pages through the fan-out folders, 50 per query; foreign names are skipped. */
+  async *list(resource: Resource): AsyncGenerator<Buffer> {
+    const { dir, fanout } = RESOURCE_DIRS[resource];
+    const top = await this.folder(dir, false);
+    if (top.length === 0) return;
+    const what = `list the ${resource}s at ${this.label}`;
+    const folderNames = new Map<string, string>();
+    if (fanout) {
+      for (const t of top) {
+        for await (const page of this.client.listPages(`${quoteQuery(t)} in parents and trashed = false and mimeType = ${quoteQuery(FOLDER_MIME)}`, what, { fields: 'id,name' })) {
+          for (const f of page) if (f.id && /^[0-9a-f]{2}$/.test(f.name ?? '')) folderNames.set(f.id, `${dir}/${f.name}`);
+        }
+      }
+    } else {
+      for (const t of top) folderNames.set(t, dir);
+    }
+    const ids = [...folderNames.keys()];
+    for (let i = 0; i < ids.length; i += PARENTS_PER_QUERY) {
+      const batch = ids.slice(i, i + PARENTS_PER_QUERY);
+      const q = `(${batch.map((id) => `${quoteQuery(id)} in parents`).join(' or ')}) and trashed = false`;
+      for await (const page of this.client.listPages(q, what, { fields: 'id,name,mimeType,parents,size,md5Checksum' })) {
+        for (const f of page) {
+          if (f.mimeType === FOLDER_MIME || !f.id) continue;
+          const folder = folderNames.get(f.parents?.[0] ?? '');
+          if (!folder) continue;
+          const rel = `${folder}/${f.name ?? ''}`;
+          const mac = macFromName(resource, rel);
+          if (!mac) {
+            this.client.log.debug('skipping a foreign file in the repository', { name: rel });
+            continue;
+          }
+          this.objects.set(rel, { id: f.id, size: Number(f.size ?? -1), md5: f.md5Checksum ?? undefined });
+          yield mac;
+        }
+      }
+    }
+  }
+}
+
+/** The newest of several same-named files. */
+function newest(files: DriveFile[]): DriveFile | undefined {
+  return [...files].sort((a, b) => Date.parse(b.modifiedTime ?? '') - Date.parse(a.modifiedTime ?? ''))[0];
+}

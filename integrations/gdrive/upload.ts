@@ -1,0 +1,295 @@
+// Uploads: one multipart request for small content, otherwise Google's resumable protocol in `chunk_size` chunks read
+// from the stream (no temp files), with status queries to resume after a dropped connection, and an MD5 check.
+// Protocol: https://developers.google.com/workspace/drive/api/guides/manage-uploads#resumable (308 Resume Incomplete,
+// `Range: bytes=0-N`, `Content-Range: bytes */*` status queries, unknown total length `bytes a-b/*`).
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { ServiceError } from '../../shared/index.ts';
+import type { DriveFile } from './api.ts';
+import { DriveError, quoteQuery, type DriveClient } from './client.ts';
+
+/** Content smaller than this (and than chunk_size) goes up in one multipart request. */
+export const MULTIPART_CUTOFF = 5 * 1024 * 1024;
+
+/** Fields asked back from every upload. */
+const UPLOAD_FIELDS = 'id,name,mimeType,size,md5Checksum,modifiedTime,createdTime,parents';
+
+/** Where and how to store one upload. */
+export interface UploadTarget {
+  /** Create a new file in this folder… */
+  parentId?: string;
+  /** …or replace the content of this file. */
+  fileId?: string;
+  name: string;
+  /** MIME type of the bytes sent. */
+  mediaType: string;
+  /** A native Google type to convert to (import_as_native), or undefined to keep the bytes as they are. */
+  convertTo?: string;
+  modifiedTime?: Date;
+  /** Size when known in advance (checked against what the stream gives). */
+  size?: number;
+  /** Names the upload in messages, e.g. `upload /docs/a.txt`. */
+  what: string;
+}
+
+/** What an upload stored. */
+export interface UploadResult {
+  file: DriveFile;
+  size: number;
+  md5: string;
+}
+
+/** Reads a stream in pieces of exactly `n` bytes (less at the end) and knows whether the stream is exhausted. */
+export class ChunkReader {
+  private readonly it: AsyncIterator<Buffer | string>;
+  private pending: Buffer[] = [];
+  private pendingLength = 0;
+  private sourceEnded = false;
+
+  constructor(source: Readable) {
+    this.it = source[Symbol.asyncIterator]() as AsyncIterator<Buffer | string>;
+  }
+
+  /** True once every byte has been returned. */
+  get done(): boolean {
+    return this.sourceEnded && this.pendingLength === 0;
+  }
+
+  private async pull(): Promise<void> {
+    const r = await this.it.next();
+    if (r.done) {
+      this.sourceEnded = true;
+      return;
+    }
+    const b = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
+    if (b.length > 0) {
+      this.pending.push(b);
+      this.pendingLength += b.length;
+    }
+  }
+
+  /** The next `n` bytes (fewer only at the end); afterwards `done` tells whether more bytes follow. */
+  async read(n: number): Promise<Buffer> {
+    while (this.pendingLength < n && !this.sourceEnded) await this.pull();
+    const all = this.pending.length === 1 ? (this.pending[0] as Buffer) : Buffer.concat(this.pending, this.pendingLength);
+    const out = all.subarray(0, Math.min(n, all.length));
+    const rest = all.subarray(out.length);
+    this.pending = rest.length > 0 ? [rest] : [];
+    this.pendingLength = rest.length;
+    // Peek so that `done` is exact: the caller must know whether this is the final chunk before sending it.
+    while (this.pendingLength === 0 && !this.sourceEnded) await this.pull();
+    return out;
+  }
+
+  /** Stops reading the source. */
+  async cancel(): Promise<void> {
+    await this.it.return?.();
+  }
+}
+
+function metadataOf(t: UploadTarget): Record<string, unknown> {
+  return {
+    name: t.name,
+    ...(t.convertTo ? { mimeType: t.convertTo } : t.fileId ? {} : { mimeType: t.mediaType }),
+    ...(t.parentId && !t.fileId ? { parents: [t.parentId] } : {}),
+    ...(t.modifiedTime ? { modifiedTime: t.modifiedTime.toISOString() } : {}),
+  };
+}
+
+/** Uploads `source` to `target`: multipart when small, resumable otherwise; verifies the MD5 Drive computed. */
+export async function uploadContent(client: DriveClient, target: UploadTarget, source: Readable, chunkSize: number): Promise<UploadResult> {
+  const reader = new ChunkReader(source);
+  const md5 = createHash('md5');
+  let result: { file: DriveFile; size: number };
+  try {
+    const first = await reader.read(Math.min(chunkSize, MULTIPART_CUTOFF));
+    if (reader.done) {
+      md5.update(first);
+      checkSize(target, first.length);
+      result = { file: await multipart(client, target, first, createHash('md5').update(first).digest('hex')), size: first.length };
+    } else {
+      result = await resumable(client, target, reader, first, chunkSize, md5);
+    }
+  } catch (err) {
+    await reader.cancel().catch(() => undefined);
+    throw err;
+  }
+  const local = md5.digest('hex');
+  const remote = result.file.md5Checksum ?? undefined;
+  if (!target.convertTo && remote !== undefined && remote !== local) {
+    throw new ServiceError('checksumMismatch', `${target.what}: MD5 mismatch after upload: sent ${local}, Drive stored ${remote}`);
+  }
+  return { file: result.file, size: result.size, md5: local };
+}
+
+function checkSize(target: UploadTarget, got: number): void {
+  if (target.size !== undefined && target.size >= 0 && got !== target.size) {
+    throw new ServiceError('sizeMismatch', `${target.what}: the snapshot gave ${got} bytes for a file recorded as ${target.size} bytes`);
+  }
+}
+
+/** One multipart request; a retried create first looks for the file a lost answer may have created. */
+async function multipart(client: DriveClient, target: UploadTarget, data: Buffer, md5: string): Promise<DriveFile> {
+  const meta = metadataOf(target);
+  const startedAt = Date.now();
+  return client.call(target.what, async (attempt) => {
+    if (attempt > 1 && target.parentId && !target.fileId && !target.convertTo) {
+      const existing = await findUploaded(client, target, md5, data.length, startedAt);
+      if (existing) return existing;
+    }
+    const media = { mimeType: target.mediaType, body: Readable.from([data]) };
+    const res = target.fileId
+      ? await client.api.files.update({ fileId: target.fileId, requestBody: meta, media, fields: UPLOAD_FIELDS, ...client.driveParams }, client.mo())
+      : await client.api.files.create({ requestBody: meta, media, fields: UPLOAD_FIELDS, ...client.driveParams }, client.mo());
+    return res.data as DriveFile;
+  });
+}
+
+/** A file with this name, size and MD5 created in the folder since the upload started (a create whose answer was lost). */
+async function findUploaded(client: DriveClient, target: UploadTarget, md5: string, size: number, since: number): Promise<DriveFile | undefined> {
+  const res = await client.api.files.list(
+    {
+      q: `${quoteQuery(target.parentId as string)} in parents and name = ${quoteQuery(target.name)} and trashed = false`,
+      fields: `files(${UPLOAD_FIELDS})`,
+      pageSize: 100,
+      ...client.corpus(),
+    },
+    client.mo(),
+  );
+  return (res.data.files ?? []).find(
+    (f) => f.md5Checksum === md5 && Number(f.size) === size && Date.parse(f.createdTime ?? '') >= since - 60_000,
+  ) as DriveFile | undefined;
+}
+
+/** A resumable session (its URL carries an upload credential: never log it). */
+interface Session {
+  url: string;
+}
+
+async function startSession(client: DriveClient, target: UploadTarget): Promise<Session> {
+  const path = target.fileId ? `upload/drive/v3/files/${encodeURIComponent(target.fileId)}` : 'upload/drive/v3/files';
+  const url = new URL(path, client.apiUrl);
+  url.searchParams.set('uploadType', 'resumable');
+  url.searchParams.set('supportsAllDrives', 'true');
+  url.searchParams.set('fields', UPLOAD_FIELDS);
+  const res = await client.call(`${target.what}: start the upload session`, () =>
+    client.auth.request({
+      url: url.href,
+      method: target.fileId ? 'PATCH' : 'POST',
+      headers: {
+        'Content-Type': 'application/json; charset=UTF-8',
+        'X-Upload-Content-Type': target.mediaType,
+        ...(target.size !== undefined && target.size >= 0 ? { 'X-Upload-Content-Length': String(target.size) } : {}),
+      },
+      data: JSON.stringify(metadataOf(target)),
+      retry: false,
+    }),
+  );
+  const location = res.headers.get('location');
+  if (!location) throw new ServiceError('noSession', `${target.what}: Drive started no upload session (no Location header)`);
+  return { url: location };
+}
+
+/** The bytes Drive has persisted, from a 308's `Range: bytes=0-N` header. */
+function persistedFrom(headers: Headers): number {
+  const m = /bytes=0-(\d+)/.exec(headers.get('range') ?? '');
+  return m ? Number(m[1]) + 1 : 0;
+}
+
+type ChunkAnswer = { done: DriveFile } | { persisted: number };
+
+async function put(client: DriveClient, session: Session, body: Buffer, contentRange: string): Promise<ChunkAnswer> {
+  const res = await client.auth.request<DriveFile>({
+    url: session.url,
+    method: 'PUT',
+    headers: { 'Content-Range': contentRange, 'Content-Type': 'application/octet-stream' },
+    data: body,
+    validateStatus: (s) => s === 200 || s === 201 || s === 308,
+    responseType: 'json',
+    retry: false,
+  });
+  if (res.status === 308) return { persisted: persistedFrom(res.headers) };
+  return { done: res.data };
+}
+
+/** Thrown when Drive forgot the session: the content already sent cannot be read again from the stream. */
+class SessionLostError extends ServiceError {}
+
+async function resumable(
+  client: DriveClient,
+  target: UploadTarget,
+  reader: ChunkReader,
+  first: Buffer,
+  chunkSize: number,
+  md5: ReturnType<typeof createHash>,
+): Promise<{ file: DriveFile; size: number }> {
+  let session = await startSession(client, target);
+  let offset = 0;
+  let chunk: Buffer = Buffer.concat([first, await reader.read(chunkSize - first.length)]);
+  for (;;) {
+    const final = reader.done;
+    const total = final ? offset + chunk.length : undefined;
+    if (total !== undefined) checkSize(target, total);
+    md5.update(chunk);
+    let answer: DriveFile | undefined;
+    try {
+      answer = await sendChunk(client, session, target, chunk, offset, total);
+    } catch (err) {
+      // Google forgets sessions after about a week or on errors; the first chunk is still in memory, so start over.
+      if (err instanceof SessionLostError && offset === 0) {
+        client.log.debug('upload session lost before anything was stored; starting a new one', { what: target.what });
+        session = await startSession(client, target);
+        answer = await sendChunk(client, session, target, chunk, offset, total);
+      } else {
+        throw err;
+      }
+    }
+    offset += chunk.length;
+    if (final) {
+      if (!answer) throw new ServiceError('uploadIncomplete', `${target.what}: Drive did not confirm the end of the upload`);
+      return { file: answer, size: offset };
+    }
+    chunk = await reader.read(chunkSize);
+  }
+}
+
+/**
+ * Sends bytes [offset, offset+chunk.length) and returns the file when this completed the upload. A retry first asks
+ * Drive how much it has (`bytes *\/total`) and sends only the rest, so a dropped connection resumes mid-chunk.
+ */
+async function sendChunk(client: DriveClient, session: Session, target: UploadTarget, chunk: Buffer, offset: number, total: number | undefined): Promise<DriveFile | undefined> {
+  const end = offset + chunk.length;
+  const totalText = total === undefined ? '*' : String(total);
+  const what = `${target.what} (bytes ${offset}-${end - 1}${total !== undefined ? ` of ${total}` : ''})`;
+  try {
+    return await client.call(what, async (attempt) => {
+      let persisted = offset;
+      if (attempt > 1) {
+        const st = await put(client, session, Buffer.alloc(0), `bytes */${totalText}`);
+        if ('done' in st) return st.done;
+        persisted = st.persisted;
+      }
+      for (let rounds = 0; rounds < 100; rounds++) {
+        if (persisted < offset) {
+          throw new SessionLostError('uploadRewound', `${what}: Drive lost bytes ${persisted}-${offset - 1} that were already sent; they cannot be read again`);
+        }
+        if (persisted >= end && total === undefined) return undefined;
+        const body = chunk.subarray(persisted - offset);
+        const range = body.length === 0 ? `bytes */${totalText}` : `bytes ${persisted}-${end - 1}/${totalText}`;
+        const st = await put(client, session, body, range);
+        if ('done' in st) return st.done;
+        if (st.persisted >= end && total === undefined) return undefined;
+        if (st.persisted <= persisted && body.length > 0) {
+          throw new ServiceError('uploadStalled', `${what}: Drive accepted none of the bytes sent`);
+        }
+        persisted = st.persisted;
+      }
+      throw new ServiceError('uploadStalled', `${what}: Drive keeps asking for the same bytes`);
+    });
+  } catch (err) {
+    if (err instanceof DriveError && err.httpStatus === 404) {
+      throw new SessionLostError('sessionExpired', `${what}: the upload session expired (${err.message})`, { cause: err });
+    }
+    throw err;
+  }
+}
