@@ -1,0 +1,84 @@
+// A TCP proxy for fault tests: forwards to a server and cuts connections in the middle of chosen commands or replies.
+import { createServer, connect, type Server, type Socket } from 'node:net';
+
+/** When to cut: after `afterBytes` more bytes once `trigger` was seen in one direction of a connection. */
+export interface DropRule {
+  /** `up` = client → server, `down` = server → client. */
+  direction: 'up' | 'down';
+  trigger: RegExp;
+  afterBytes: number;
+  /** How many cuts this rule may still make (Infinity for every matching connection). */
+  times: number;
+}
+
+/** A running proxy. */
+export interface FaultProxy {
+  port: number;
+  /** Connections cut so far. */
+  drops: number;
+  /** Connections accepted so far. */
+  connections: number;
+  rules: DropRule[];
+  close(): Promise<void>;
+}
+
+/** Starts a proxy on 127.0.0.1 in front of `port`. */
+export async function startProxy(port: number, rules: DropRule[] = []): Promise<FaultProxy> {
+  const sockets = new Set<Socket>();
+  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, close: async () => undefined };
+  const server: Server = createServer((client) => {
+    state.connections++;
+    const upstream = connect(port, '127.0.0.1');
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => sockets.delete(s));
+    }
+    const cut = (): void => {
+      state.drops++;
+      client.destroy();
+      upstream.destroy();
+    };
+    const pipe = (from: Socket, to: Socket, direction: 'up' | 'down'): void => {
+      let window = '';
+      let armed: { rule: DropRule; left: number } | undefined;
+      from.on('data', (chunk: Buffer) => {
+        if (!armed) {
+          window = (window + chunk.toString('latin1')).slice(-4096);
+          for (const rule of state.rules) {
+            if (rule.direction !== direction || rule.times <= 0) continue;
+            const m = rule.trigger.exec(window);
+            if (!m) continue;
+            // Count from the end of the match within this chunk.
+            const tail = window.length - (m.index + m[0].length);
+            armed = { rule, left: rule.afterBytes - tail };
+            window = '';
+            break;
+          }
+        } else {
+          armed.left -= chunk.length;
+        }
+        if (armed && armed.left <= 0) {
+          armed.rule.times--;
+          const keep = Math.max(0, chunk.length + armed.left);
+          if (keep > 0) to.write(chunk.subarray(0, keep));
+          armed = undefined;
+          cut();
+          return;
+        }
+        to.write(chunk);
+      });
+      from.on('end', () => to.end());
+    };
+    pipe(client, upstream, 'up');
+    pipe(upstream, client, 'down');
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const addr = server.address();
+  state.port = typeof addr === 'object' && addr ? addr.port : 0;
+  state.close = async () => {
+    for (const s of sockets) s.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return state;
+}
