@@ -6,7 +6,6 @@ import {
   AuthError,
   baseName,
   cleanPath,
-  decodeSegment,
   defineExporter,
   dirName,
   FatalError,
@@ -17,6 +16,7 @@ import {
 } from '../../shared/index.ts';
 import { EXPORT_FORMATS, FOLDER_MIME, GOOGLE_APPS_PREFIX, MIME_BY_EXTENSION, SHORTCUT_MIME, XATTR_MIME, type DriveFile } from './api.ts';
 import { DriveClient } from './client.ts';
+import { nameOf } from './map.ts';
 import { exporterOptions, parseLocation } from './options.ts';
 import { uploadContent } from './upload.ts';
 
@@ -83,7 +83,7 @@ export const exporter = defineExporter({
     };
 
     const makeFolder = async (parent: Folder, path: string, mtime: Date | undefined): Promise<Folder> => {
-      const name = decodeSegment(baseName(path));
+      const name = nameOf(baseName(path));
       if (parent.existed) {
         const same = (await childrenOf(parent)).get(name)?.find((c) => c.mimeType === FOLDER_MIME);
         if (same?.id) return { id: same.id, existed: true };
@@ -104,7 +104,7 @@ export const exporter = defineExporter({
       await client.call(`create shortcut ${entry.path} in ${where}`, () =>
         client.api.files.create(
           {
-            requestBody: { name: decodeSegment(baseName(entry.path)), mimeType: SHORTCUT_MIME, parents: [parent.id], shortcutDetails: { targetId } },
+            requestBody: { name: nameOf(baseName(entry.path)), mimeType: SHORTCUT_MIME, parents: [parent.id], shortcutDetails: { targetId } },
             fields: 'id',
             ...client.driveParams,
           },
@@ -184,7 +184,7 @@ export const exporter = defineExporter({
 
     async function writeFile(entry: ExportEntry, content: Readable): Promise<void> {
       const parent = await folderOf(dirName(entry.path));
-      let name = decodeSegment(baseName(entry.path));
+      let name = nameOf(baseName(entry.path));
       const ext = /\.([A-Za-z0-9]+)$/.exec(name)?.[1]?.toLowerCase() ?? '';
       let mediaType = MIME_BY_EXTENSION[ext] ?? 'application/octet-stream';
       let convertTo: string | undefined;

@@ -1,10 +1,10 @@
 // The gdrive importer: lists the tree in pages of 1000 with only the needed fields, builds paths from parents, streams
 // records as soon as their path is known, exports Google documents, follows or links shortcuts.
 import type { Readable } from 'node:stream';
-import { ConfigError, defineImporter, encodeSegment, ItemError, joinPath, type ImportItem } from '../../shared/index.ts';
+import { ConfigError, defineImporter, ItemError, joinPath, type ImportItem } from '../../shared/index.ts';
 import { FILE_FIELDS, FOLDER_MIME, XATTR_ID, XATTR_MIME, type DriveFile, type ExportFormat } from './api.ts';
 import { DriveClient, DriveError, folderNotFound, quoteQuery } from './client.ts';
-import { byId, exportChoice, exportedName, kindOf, relativeLink, SiblingNames } from './map.ts';
+import { byId, exportChoice, exportedName, kindOf, relativeLink, segmentOf, SiblingNames } from './map.ts';
 import { exportExtensions, importerOptions, parseLocation } from './options.ts';
 
 /** Folders asked for in one `('a' in parents or 'b' in parents …)` query when walking a subtree. */
@@ -224,7 +224,7 @@ class Walker {
         this.unexportable++;
         return undefined;
       case 'folder': {
-        const path = joinPath(parentPath, encodeSegment(this.names.claim(parentKey, e.name, e.id, true)));
+        const path = joinPath(parentPath, segmentOf(this.names.claim(parentKey, e.name, e.id, true)));
         this.out.push({ type: 'dir', path, mtime: e.mtime });
         this.folders.set(e.id, path);
         this.paths?.set(e.id, path);
@@ -233,13 +233,13 @@ class Walker {
       case 'doc': {
         if (this.o.skipGdocs) return undefined;
         const format = this.o.formats.get(e.mimeType) as ExportFormat;
-        const path = joinPath(parentPath, encodeSegment(this.names.claim(parentKey, exportedName(e.name, format), e.id, false)));
+        const path = joinPath(parentPath, segmentOf(this.names.claim(parentKey, exportedName(e.name, format), e.id, false)));
         this.out.push(this.docItem(e, path, format));
         this.paths?.set(e.id, path);
         return undefined;
       }
       case 'file': {
-        const path = joinPath(parentPath, encodeSegment(this.names.claim(parentKey, e.name, e.id, false)));
+        const path = joinPath(parentPath, segmentOf(this.names.claim(parentKey, e.name, e.id, false)));
         this.out.push(this.fileItem(e, path));
         this.paths?.set(e.id, path);
         return undefined;
@@ -253,7 +253,7 @@ class Walker {
           if (targetKind === 'unexportable' || targetKind === 'shortcut' || (targetKind === 'doc' && this.o.skipGdocs)) return undefined;
           if (targetKind === 'doc') name = exportedName(name, this.o.formats.get(e.targetMime as string) as ExportFormat);
         }
-        const path = joinPath(parentPath, encodeSegment(this.names.claim(parentKey, name, e.id, targetKind === 'folder')));
+        const path = joinPath(parentPath, segmentOf(this.names.claim(parentKey, name, e.id, targetKind === 'folder')));
         this.deferred.push({ entry: e, path });
         return undefined;
       }

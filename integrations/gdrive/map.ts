@@ -78,3 +78,26 @@ export function relativeLink(from: string, to: string): string {
   const rel = [...up, ...b.slice(i)].join('/');
   return rel === '' ? '.' : rel;
 }
+
+/** `%` sequences that `nameOf` decodes: a `/`, `%`, a control character or DEL. */
+const DECODED = /%(2[Ff]|25|[01][0-9A-Fa-f]|7[Ff])/g;
+
+/**
+ * The snapshot path segment of a Drive name, encoded only where needed: `/`, control characters and DEL become
+ * `%XX`, a `%` that would read as one of those becomes `%25`, and `.`, `..` and the empty name become `%2E`, `%2E%2E`
+ * and `%_` (the SDK's encodeSegment forms). Other names, `%20` included, are kept as they are.
+ */
+export function segmentOf(name: string): string {
+  if (name === '') return '%_';
+  if (name === '.') return '%2E';
+  if (name === '..') return '%2E%2E';
+  return name.replace(/%(?=2[Ff]|25|[01][0-9A-Fa-f]|7[Ff])|[/\x00-\x1f\x7f]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
+}
+
+/** The Drive name of a snapshot path segment (the reverse of `segmentOf`). */
+export function nameOf(segment: string): string {
+  if (segment === '%_') return '';
+  if (segment === '%2E') return '.';
+  if (segment === '%2E%2E') return '..';
+  return segment.replace(DECODED, (_, hex: string) => String.fromCharCode(parseInt(hex, 16)));
+}

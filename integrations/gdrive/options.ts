@@ -1,6 +1,7 @@
 // Options of the gdrive integration (one declaration each: parsing, validation, schema, docs) and the location grammar.
-import { ConfigError, decodeSegment, encodeSegment, maxRetriesOption, opt, readAheadOptions } from '../../shared/index.ts';
+import { ConfigError, maxRetriesOption, opt, readAheadOptions } from '../../shared/index.ts';
 import { DEFAULT_API_URL, DEFAULT_EXPORT_FORMATS, DEFAULT_TOKEN_URL, EXPORT_FORMATS } from './api.ts';
+import { nameOf, segmentOf } from './map.ts';
 
 /** Resumable uploads must send chunks in multiples of 256 KiB (Google's upload protocol). */
 export const CHUNK_GRANULARITY = 256 * 1024;
@@ -144,9 +145,9 @@ export function parseLocation(location: string, proto: string): DriveLocation {
   if (raw.some((s) => s === '.' || s === '..')) {
     throw new ConfigError('location', `expected a path without "." or ".." segments, got ${JSON.stringify(location)}`);
   }
-  // Names are typed as they are; `%2F` stands for a `/` inside a name and `%25` for `%` (snapshot path encoding).
-  const segments = raw.map(decodeSegment);
-  return { segments, path: `/${segments.map(encodeSegment).join('/')}` };
+  // Names are typed as they are; `%2F` stands for a `/` inside a name, `%25` for a `%` that would read as an escape.
+  const segments = raw.map(nameOf);
+  return { segments, path: `/${segments.map(segmentOf).join('/')}` };
 }
 
 /** Extensions of `export_formats`, normalised (lower case, no dot). */
