@@ -1,9 +1,14 @@
 // Drives the caldav connectors through the host harness in-process: a backup becomes a snapshot, a snapshot a restore.
+import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { integration } from '../../../integrations/caldav/index.ts';
 import { serveOnDuplex } from '../../../shared/transport/serve.ts';
 import {
-  connectInProcess,
   contentKey,
+  GrpcConnection,
+  PluginHost,
   MODE,
   walkOrder,
   type ExportEntry,
@@ -14,6 +19,35 @@ import {
   type WireRecord,
 } from '../../harness/index.ts';
 
+/**
+ * Serves one connector in this process and connects a harness host to it over a real unix socket. The harness's
+ * in-memory duplex pair puts both HTTP/2 sessions on JS stream sockets, and Node 20 aborts on heavy two-way traffic
+ * there (`Assertion failed: (stream_buf_.base) != nullptr` in node_http2.cc); a socket is what Plakar gives anyway.
+ */
+async function connect(kind: 'importer' | 'exporter'): Promise<{ host: PluginHost; close(): void }> {
+  const dir = mkdtempSync(join(tmpdir(), 'caldav-host-'));
+  const path = join(dir, 'plugin.sock');
+  let served: { close(): void } | undefined;
+  const server = net.createServer((socket) => {
+    socket.on('error', () => undefined);
+    served = serveOnDuplex(integration, kind, socket);
+  });
+  await new Promise<void>((resolve) => server.listen(path, resolve));
+  const socket = net.connect(path);
+  await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+  const connection = new GrpcConnection(socket);
+  return {
+    host: new PluginHost(connection),
+    close: () => {
+      connection.close();
+      socket.destroy();
+      served?.close();
+      server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** A finished backup: what Init said and everything the host received. */
 export interface Backup extends ImportOutcome {
   init: InitResult;
@@ -21,7 +55,7 @@ export interface Backup extends ImportOutcome {
 
 /** Backs up with the caldav importer (a full import, every file opened, like a first backup). */
 export async function backup(proto: 'caldav' | 'carddav', config: Record<string, string>, options: ImportOptions = {}): Promise<Backup> {
-  const c = connectInProcess((d) => serveOnDuplex(integration, 'importer', d));
+  const c = await connect('importer');
   try {
     const init = await c.host.init('importer', proto, config, { maxConcurrency: 3 });
     const out = await c.host.importAll({ maxConcurrency: 2, ...options });
@@ -34,7 +68,7 @@ export async function backup(proto: 'caldav' | 'carddav', config: Record<string,
 
 /** Sends only Init (and Close): for the errors a wrong configuration gives. Returns the error, or undefined. */
 export async function initError(kind: 'importer' | 'exporter', proto: 'caldav' | 'carddav', config: Record<string, string>): Promise<Error | undefined> {
-  const c = connectInProcess((d) => serveOnDuplex(integration, kind, d));
+  const c = await connect(kind);
   try {
     await c.host.init(kind, proto, config);
     await c.host.close();
@@ -108,11 +142,13 @@ export async function restore(
   config: Record<string, string>,
   entries: ExportEntry[],
   maxConcurrency = 4,
+  endTimeoutMs = 600_000,
 ): Promise<ExportOutcome> {
-  const c = connectInProcess((d) => serveOnDuplex(integration, 'exporter', d));
+  const c = await connect('exporter');
   try {
     await c.host.init('exporter', proto, config, { maxConcurrency });
-    const out = await c.host.exportTree(entries);
+    // The host waits for the plugin as long as it takes; the harness's 30 s default is too short for big restores.
+    const out = await c.host.exportTree(entries, { endTimeoutMs });
     await c.host.close();
     return out;
   } finally {

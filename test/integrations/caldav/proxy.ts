@@ -14,7 +14,7 @@ export interface SeenRequest {
 /** A response the proxy gives itself instead of forwarding. */
 export interface Answer {
   status: number;
-  headers?: Record<string, string>;
+  headers?: Record<string, string | undefined>;
   body?: string;
 }
 
@@ -53,7 +53,9 @@ export async function startProxy(upstream: string, hooks: ProxyHooks = {}): Prom
       requests.push(seen);
       const direct = hooks.answer?.(seen, requests.length);
       if (direct) {
-        res.writeHead(direct.status, direct.headers ?? {});
+        const h: Record<string, string> = {};
+        for (const [k, v] of Object.entries(direct.headers ?? {})) if (v !== undefined) h[k] = v;
+        res.writeHead(direct.status, h);
         res.end(direct.body ?? '');
         return;
       }
