@@ -42,17 +42,14 @@ export class DriveError extends ServiceError {
   /** Google's reason (`notFound`, `userRateLimitExceeded`…), or `http<status>` when the body had none. */
   readonly reason: string;
   readonly retryAfterMs: number | undefined;
-  /** The access token the refused request carried (401 only), to invalidate it. */
-  readonly token: string | undefined;
-  constructor(status: number, reason: string, message: string, options: { retryAfterMs?: number; token?: string; cause?: unknown } = {}) {
+  constructor(status: number, reason: string, message: string, options: { retryAfterMs?: number; cause?: unknown } = {}) {
     super(reason, message, { httpStatus: status, cause: options.cause });
     this.reason = reason;
     this.retryAfterMs = options.retryAfterMs;
-    this.token = options.token;
   }
   /** The same error with `context` in front of its message. */
   withContext(context: string): DriveError {
-    return new DriveError(this.httpStatus ?? 0, this.reason, `${context}: ${this.message}`, { retryAfterMs: this.retryAfterMs, token: this.token, cause: this.cause });
+    return new DriveError(this.httpStatus ?? 0, this.reason, `${context}: ${this.message}`, { retryAfterMs: this.retryAfterMs, cause: this.cause });
   }
 }
 
@@ -113,10 +110,12 @@ async function bodyText(data: unknown): Promise<string> {
  */
 export async function normalizeError(err: unknown): Promise<unknown> {
   if (err instanceof KlosetError) return err;
-  const e = err as { response?: { status?: number; data?: unknown; headers?: unknown }; config?: { headers?: unknown }; code?: unknown; message?: string };
-  const status = e?.response?.status;
+  const e = err as { response?: { status?: number; data?: unknown; headers?: unknown }; status?: unknown; code?: unknown; message?: string };
+  const status = typeof e?.response?.status === 'number' ? e.response.status : typeof e?.status === 'number' ? e.status : undefined;
   if (typeof status === 'number') {
-    const text = await bodyText(e.response?.data);
+    // gaxios keeps no body for `responseType: 'stream'` errors, but puts it in the message.
+    let text = await bodyText(e.response?.data);
+    if (text === '' && typeof e.message === 'string' && e.message.trimStart().startsWith('{')) text = e.message;
     let body: GoogleErrorBody = {};
     try {
       body = JSON.parse(text) as GoogleErrorBody;
@@ -128,10 +127,8 @@ export async function normalizeError(err: unknown): Promise<unknown> {
     const message = sanitize((body.error?.message ?? first?.message ?? text.replace(/<[^>]*>/g, ' ').replace(/\s+/g, ' ').trim().slice(0, 200)) || `HTTP ${status}`);
     const hint = QUOTA_HINTS[reason];
     if (hint && reason !== 'downloadQuotaExceeded') return new QuotaError(`${status} ${reason}: ${message} (${hint})`, { cause: err });
-    const auth = headerOf(e.config?.headers, 'authorization');
     return new DriveError(status, reason, `${status} ${reason}: ${message}${hint ? ` (${hint})` : ''}`, {
       retryAfterMs: parseRetryAfter(headerOf(e.response?.headers, 'retry-after')),
-      token: auth?.replace(/^Bearer\s+/i, ''),
       cause: err,
     });
   }
@@ -257,12 +254,14 @@ export class DriveClient {
       return await this.pacer.call(
         what,
         async (attempt) => {
+          // The token this attempt most likely sends (gaxios redacts it from errors): a 401 forgets exactly that one.
+          const sent = this.tokens.current;
           try {
             return await fn(attempt);
           } catch (err) {
             const e = await normalizeError(err);
             if (e instanceof DriveError && e.httpStatus === 401) {
-              this.tokens.invalidate(e.token);
+              this.tokens.invalidate(sent);
               if (this.tokens.isStatic) throw this.tokens.refusedStaticError();
               if (++refused > 2) throw new AuthError(`Google Drive refused fresh access tokens (${e.message})`, { cause: e });
               this.log.debug('access token refused; renewing it', { what });

@@ -39,10 +39,10 @@ export const importer = defineImporter({
     }
     const scope = o.sharedWithMe
       ? '/shared-with-me'
-      : client.start.driveId
-        ? `/drives/${client.start.driveId}`
-        : o.rootFolderId
-          ? `/folders/${o.rootFolderId}`
+      : o.rootFolderId
+        ? `/folders/${o.rootFolderId}`
+        : client.start.driveId
+          ? `/drives/${client.start.driveId}`
           : '';
     return {
       origin: `drive.google.com/${client.email}${scope}`,

@@ -180,7 +180,7 @@ export interface TokenManagerOptions {
  * hours never waits on (or fails at) a refresh; a 401 invalidates the token that was refused.
  */
 export class TokenManager {
-  private current: CurrentToken | undefined;
+  private currentToken: CurrentToken | undefined;
   private inflight: Promise<CurrentToken> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private staticRefused = false;
@@ -194,7 +194,7 @@ export class TokenManager {
     this.o = options;
     if (credentials.kind === 'static') {
       options.addSecret(credentials.accessToken);
-      this.current = { token: credentials.accessToken, expiresAt: Infinity, refreshAt: Infinity };
+      this.currentToken = { token: credentials.accessToken, expiresAt: Infinity, refreshAt: Infinity };
     }
   }
 
@@ -207,7 +207,7 @@ export class TokenManager {
   async token(): Promise<string> {
     if (this.staticRefused) throw this.refusedStaticError();
     const now = Date.now();
-    const cur = this.current;
+    const cur = this.currentToken;
     if (cur && now < cur.refreshAt) return cur.token;
     if (cur && now < cur.expiresAt - 10_000) {
       // Inside the renewal window: try to renew, but the current token still works if that fails.
@@ -221,13 +221,18 @@ export class TokenManager {
     return (await this.refresh()).token;
   }
 
-  /** Forgets `token` after the API refused it (401), so the next call renews. */
+  /** The token requests are sent with right now (undefined before the first renewal). */
+  get current(): string | undefined {
+    return this.currentToken?.token;
+  }
+
+  /** Forgets `token` after the API refused it (401), so the next call renews (unless it was renewed meanwhile). */
   invalidate(token: string | undefined): void {
     if (this.credentials.kind === 'static') {
       this.staticRefused = true;
       return;
     }
-    if (!token || this.current?.token === token) this.current = undefined;
+    if (token === undefined || this.currentToken?.token === token) this.currentToken = undefined;
   }
 
   /** The error for a refused static access token. */
@@ -275,7 +280,7 @@ export class TokenManager {
     const lifetime = Math.max(1, Number(body.expires_in ?? 3600)) * 1000;
     const now = Date.now();
     const next: CurrentToken = { token, expiresAt: now + lifetime, refreshAt: now + lifetime - Math.min(300_000, lifetime / 4) };
-    this.current = next;
+    this.currentToken = next;
     this.refreshes++;
     this.schedule(next);
     this.o.log.debug('obtained an access token', { expiresInS: Math.round(lifetime / 1000) });
@@ -288,7 +293,7 @@ export class TokenManager {
     const delay = Math.max(1000, t.refreshAt - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
-      if (this.o.signal?.aborted || this.current !== t) return;
+      if (this.o.signal?.aborted || this.currentToken !== t) return;
       this.refresh().catch((err: unknown) => {
         this.o.log.warn('background renewal of the access token failed; retrying on the next request', { cause: describeError(err) });
       });

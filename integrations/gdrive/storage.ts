@@ -47,7 +47,7 @@ export const storage = defineStorage({
     }
     const client = await DriveClient.connect(ctx, o, false);
     const repo = new Repository(client, loc.segments, `${o.location} (${client.start.label} of ${client.email})`, o.chunkSize);
-    const scope = client.start.driveId ? `/drives/${client.start.driveId}` : o.rootFolderId ? `/folders/${o.rootFolderId}` : '';
+    const scope = o.rootFolderId ? `/folders/${o.rootFolderId}` : client.start.driveId ? `/drives/${client.start.driveId}` : '';
     return {
       origin: `drive.google.com/${client.email}${scope}`,
       root: loc.path,
