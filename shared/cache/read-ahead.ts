@@ -1,5 +1,5 @@
 // The read-ahead packfile cache: whole packfiles fetched once into a private bounded disk cache, ranges served locally.
-import { createWriteStream, mkdirSync, rmSync } from 'node:fs';
+import { createWriteStream, mkdirSync, readSync, rmSync } from 'node:fs';
 import { mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -60,6 +60,8 @@ interface Entry {
 
 const CACHED: ReadonlySet<Resource> = new Set<Resource>(['packfile', 'ecc-packfile']);
 const MAX_OPEN_HANDLES = 64;
+/** Ranges up to this size are read synchronously from the cache file. */
+const SYNC_READ_MAX = 64 * 1024;
 const WALK_LENGTH = 3;
 
 /** A private, bounded, on-disk cache of whole packfiles that answers ranged Gets locally. */
@@ -235,6 +237,13 @@ export class ReadAheadCache {
     if (offset >= entry.size) return new Uint8Array(0);
     const length = Math.min(range?.length ?? entry.size, entry.size - offset);
     const fh = await this.handle(entry);
+    if (length <= SYNC_READ_MAX) {
+      // The host's typical range is ~720 bytes of a file in the page cache: a synchronous pread costs microseconds,
+      // a threadpool round trip costs far more (PROTOCOL.md §9: restore speed is the per-Get cost).
+      const buf = Buffer.allocUnsafe(length);
+      const bytesRead = readSync(fh.fd, buf, 0, length, offset);
+      return bytesRead === length ? buf : buf.subarray(0, bytesRead);
+    }
     if (length <= MAX_CHUNK) {
       const buf = Buffer.allocUnsafe(length);
       const { bytesRead } = await fh.read(buf, 0, length, offset);

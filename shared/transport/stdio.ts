@@ -20,6 +20,55 @@ export function stdioDuplex(): { duplex: Duplex; input: Socket; output: Socket; 
   }
   const input = new Socket({ fd: 0, readable: true, writable: false });
   const output = new Socket({ fd: 1, readable: false, writable: true });
-  const duplex = Duplex.from({ readable: input, writable: output });
-  return { duplex, input, output, shape: 'two-handles' };
+  return { duplex: new PipePairDuplex(input, output), input, output, shape: 'two-handles' };
+}
+
+/**
+ * One Duplex over a read handle and a write handle, with as little JavaScript as possible between HTTP/2 and the
+ * pipes: reads are pushed as they arrive (pausing the handle under backpressure), a write completes as soon as the
+ * handle accepts it, and batched writes are corked into one syscall.
+ */
+export class PipePairDuplex extends Duplex {
+  private readonly input: Socket;
+  private readonly output: Socket;
+
+  constructor(input: Socket, output: Socket) {
+    super({ allowHalfOpen: true, decodeStrings: false });
+    this.input = input;
+    this.output = output;
+    input.on('data', (chunk: Buffer) => {
+      if (!this.push(chunk)) input.pause();
+    });
+    input.on('end', () => this.push(null));
+    input.on('error', (err) => this.destroy(err));
+    output.on('error', (err) => this.destroy(err));
+  }
+
+  override _read(): void {
+    this.input.resume();
+  }
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
+    if (this.output.write(chunk)) callback();
+    else this.output.once('drain', () => callback());
+  }
+
+  override _writev(chunks: Array<{ chunk: Buffer }>, callback: (error?: Error | null) => void): void {
+    this.output.cork();
+    let ok = true;
+    for (const { chunk } of chunks) ok = this.output.write(chunk);
+    this.output.uncork();
+    if (ok) callback();
+    else this.output.once('drain', () => callback());
+  }
+
+  override _final(callback: (error?: Error | null) => void): void {
+    this.output.end(() => callback());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.input.destroy();
+    this.output.destroy();
+    callback(error);
+  }
 }
