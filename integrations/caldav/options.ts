@@ -34,16 +34,6 @@ export const commonOptions = [
     help: 'Accept any TLS certificate, including self-signed ones (test servers only: it allows interception).',
     default: false,
   }),
-  opt.list('include', {
-    help: 'Only these collections: comma-separated glob patterns (`*`, `?`) matched, without regard to case, against the collection name (last path segment) or its display name.',
-    default: [],
-    examples: ['work,personal', 'Family*'],
-  }),
-  opt.list('exclude', {
-    help: 'Skip these collections: comma-separated glob patterns matched like `include`; exclude wins over include.',
-    default: [],
-    examples: ['*birthdays*', 'contact_birthdays'],
-  }),
   opt.list('components', {
     help: 'Calendar component types to back up and restore: any of VEVENT, VTODO, VJOURNAL (caldav only; default all).\nCalendars that support none of them are skipped.',
     default: [...COMPONENTS],
@@ -66,8 +56,20 @@ export const commonOptions = [
   maxRetriesOption,
 ] as const;
 
-/** Importer options. */
-export const importerOptions = [...commonOptions] as const;
+/** Importer options: the common ones plus which collections to back up. */
+export const importerOptions = [
+  ...commonOptions,
+  opt.list('include', {
+    help: 'Only these collections: comma-separated glob patterns (`*`, `?`) matched, without regard to case, against the collection name (last path segment) or its display name.',
+    default: [],
+    examples: ['work,personal', 'Family*'],
+  }),
+  opt.list('exclude', {
+    help: 'Skip these collections: comma-separated glob patterns matched like `include`; exclude wins over include.',
+    default: [],
+    examples: ['*birthdays*', 'contact_birthdays'],
+  }),
+] as const;
 
 /** Exporter options: the common ones plus the conflict policy. */
 export const exporterOptions = [
