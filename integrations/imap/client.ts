@@ -345,7 +345,6 @@ export class Pool {
   private readonly idle: Session[] = [];
   private readonly waiters: Array<() => void> = [];
   private total = 0;
-  private closed = false;
   readonly settings: ImapSettings;
   readonly size: number;
   readonly pacer: Pacer;
@@ -371,7 +370,6 @@ export class Pool {
 
   private async acquire(prefer: string | undefined): Promise<Session> {
     for (;;) {
-      if (this.closed) throw new ImapError('the connection pool is closed', { code: 'NoConnection' }, undefined);
       for (let i = this.idle.length - 1; i >= 0; i--) {
         const s = this.idle[i] as Session;
         if (!s.usable) {
@@ -402,7 +400,7 @@ export class Pool {
   }
 
   private release(session: Session, broken: boolean): void {
-    if (broken || !session.usable || this.closed) {
+    if (broken || !session.usable) {
       this.total--;
       session.close();
     } else {
@@ -430,13 +428,15 @@ export class Pool {
     return this.pacer.call(what, () => this.use(prefer, fn), classify);
   }
 
-  /** Logs every connection out. */
+  /**
+   * Logs the idle connections out. The pool stays usable: the host may still call after Close (PROTOCOL.md §9),
+   * and a later call simply connects again.
+   */
   async close(): Promise<void> {
-    this.closed = true;
     const sessions = this.idle.splice(0);
     this.total -= sessions.length;
     await Promise.all(sessions.map((s) => s.logout()));
-    while (this.waiters.length > 0) this.wake();
+    this.wake();
   }
 }
 

@@ -156,10 +156,11 @@ export const exporter = defineExporter({
         }
       },
       async write(entry, content) {
-        const target = targetOf(dirName(entry.path));
+        let target = targetOf(dirName(entry.path));
         if (!target.mailbox) {
-          content.resume();
-          throw new ItemError(entry.path, 'a message at the top of the restore has no mailbox to go to (restore a mailbox directory, or give a mailbox in the location path)');
+          // A message restored on its own (the host sends a synthetic `/` first) has no mailbox: INBOX is where mail goes.
+          ctx.log.once('root-message', 'info', 'messages outside any mailbox are restored into INBOX');
+          target = fromSegments(['INBOX']);
         }
         const message = await readMessage(entry, content);
         const meta = readMetadata(entry.xattrNames);

@@ -1,5 +1,5 @@
 // imap connections against Dovecot: plain, STARTTLS, implicit TLS, XOAUTH2/OAUTHBEARER, and the Init errors a user sees.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setLogLevel } from '../../../shared/log.ts';
 import { isDir, RESOURCE } from '../../harness/index.ts';
 import { startDovecot, type Dovecot } from './dovecot.ts';
@@ -112,22 +112,12 @@ describe('imap connections: Init errors', () => {
   });
 });
 
-// Dovecot delays every login from an address after a failed one (its auth penalty, which localhost does not skip):
-// each refused-login test gets a server of its own, so the other tests never wait.
 describe('imap connections: refused logins', () => {
-  let fresh: Dovecot;
-  beforeEach(async () => {
-    fresh = await startDovecot({ oauth2: { tokens: { [TOKEN]: 'alice' } } });
-  });
-  afterEach(async () => {
-    await fresh?.stop();
-  });
-
   it('reports a refused token without showing it, in the error or on stderr', async () => {
     setLogLevel('debug');
     try {
       const bad = `${TOKEN}-revoked`;
-      const r = await captureStderr(() => connector('storage', { location: `imap://${fresh.host}:${fresh.port}`, username: 'alice', auth: 'xoauth2', access_token: bad, tls: 'no-tls' }));
+      const r = await captureStderr(() => connector('storage', { location: `imap://${d.host}:${d.port}`, username: 'alice', auth: 'xoauth2', access_token: bad, tls: 'no-tls' }));
       expect(String(r.error)).toMatch(/imap storage: cannot log in as "alice" at 127\.0\.0\.1:\d+: NO \[AUTHENTICATIONFAILED\].*check access_token/);
       for (const text of [String(r.error), r.stderr]) {
         expect(text).not.toContain(bad);
@@ -140,12 +130,12 @@ describe('imap connections: refused logins', () => {
   it('names the account and the server reply for a wrong password, and never shows the password', async () => {
     setLogLevel('debug');
     try {
-      const r = await captureStderr(() => connector('importer', accountConfig(fresh, 'alice', { password: 'Wr0ng-Passw0rd!' })));
+      const r = await captureStderr(() => connector('importer', accountConfig(d, 'alice', { password: 'Wr0ng-Passw0rd!' })));
       expect(String(r.error)).toMatch(
         /^HostError: imap importer: cannot log in as "alice" at 127\.0\.0\.1:\d+: NO \[AUTHENTICATIONFAILED\] Authentication failed\.? \(check username and password/,
       );
       expect(String(r.error) + r.stderr).not.toContain('Wr0ng-Passw0rd!');
-      const inUrl = await captureStderr(() => connector('exporter', { location: `imap://alice:Url-Secret-77@${fresh.host}:${fresh.port}`, tls: 'no-tls' }));
+      const inUrl = await captureStderr(() => connector('exporter', { location: `imap://alice:Url-Secret-77@${d.host}:${d.port}`, tls: 'no-tls' }));
       expect(String(inUrl.error)).toMatch(/imap exporter: cannot log in as "alice"/);
       expect(String(inUrl.error) + inUrl.stderr).not.toContain('Url-Secret-77');
     } finally {

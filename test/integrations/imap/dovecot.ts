@@ -1,6 +1,6 @@
 // A throw-away Dovecot for the imap tests (TEST-SERVERS.md §2): plain+STARTTLS and implicit TLS, optional OAuth2 passdb.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,6 +38,8 @@ export interface Dovecot {
   caCertFile: string;
   dir: string;
   stop(): Promise<void>;
+  /** Adds an account; Dovecot re-reads the users file on the next login. */
+  addUser(user: DovecotUser): void;
 }
 
 async function freePort(): Promise<number> {
@@ -62,7 +64,7 @@ const DEFAULT_USERS: DovecotUser[] = [
 export async function startDovecot(options: DovecotOptions = {}): Promise<Dovecot> {
   const dir = mkdtempSync(join(tmpdir(), 'kloset-imap-dovecot-'));
   chmodSync(dir, 0o755); // the auth process runs as `dovecot` and must reach the users file
-  const users = options.users ?? DEFAULT_USERS;
+  const users = [...(options.users ?? DEFAULT_USERS)];
   const separator = options.separator ?? '/';
   const port = await freePort();
   const tlsPort = await freePort();
@@ -133,8 +135,7 @@ auth_mechanisms = plain login${options.oauth2 ? ' xoauth2 oauthbearer' : ''}
 mail_location = maildir:~/Maildir:LAYOUT=fs
 mail_max_userip_connections = 100
 mail_fsync = never
-# No growing delay after failed logins (the tests fail logins on purpose): trusted networks skip the auth penalty.
-login_trusted_networks = 127.0.0.0/8
+# Wrong passwords must fail fast: no fixed failure delay, and no anvil penalty (see service anvil) growing to 15 s.
 auth_failure_delay = 0
 ${oauthBlock}passdb {
   driver = passwd-file
@@ -158,6 +159,9 @@ service imap-login {
 }
 service anvil {
   chroot =
+  unix_listener anvil-auth-penalty {
+    mode = 0
+  }
 }
 namespace inbox {
   inbox = yes
@@ -199,6 +203,10 @@ ${options.extraConfig ?? ''}
     caCertPem,
     caCertFile: join(dir, 'cert.pem'),
     dir,
+    addUser(user: DovecotUser) {
+      users.push(user);
+      appendFileSync(join(dir, 'users'), `${user.user}:{PLAIN}${user.password}:65534:65534::${dir}/mail/${user.user}\n`);
+    },
     async stop() {
       spawnSync('dovecot', ['-c', join(dir, 'dovecot.conf'), 'stop'], { stdio: 'ignore' });
       for (let i = 0; i < 100 && existsSync(join(dir, 'run', 'master.pid')); i++) await new Promise((r) => setTimeout(r, 50));

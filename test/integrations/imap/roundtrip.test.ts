@@ -59,7 +59,7 @@ describe('imap importer: the snapshot of an account', () => {
       expect(seen, f.pathname).toBeDefined();
       expect(parseMessageFileName(name).flags.sort()).toEqual([...(seen as SeedMessage).flags].sort());
       expect(f.fileInfo?.mode).toBe(0o600);
-      expect(snapshot.contents.get(f.pathname)?.equals((seen as SeedMessage).raw)).toBe(true);
+      expect((snapshot.contents.get(f.pathname) as Buffer | undefined)?.equals((seen as SeedMessage).raw)).toBe(true);
     }
   });
 
