@@ -337,17 +337,17 @@ async function main(): Promise<void> {
   );
 
   if (opts.check) {
-    for (const item of built.filter((b) => b.target.id === host.id)) {
-      const result = await selfCheck(item.exe);
+    // Only executables made in this run: a cached one is byte-identical to one checked before.
+    const fresh = built.filter((b) => b.target.id === host.id && b.status === 'built');
+    const results = await Promise.all(fresh.map((item) => selfCheck(item.exe)));
+    fresh.forEach((item, i) => {
+      const result = results[i];
+      if (!result) return;
+      const exe = shown(item.exe);
       if (result.ok)
-        log(
-          `${item.unit.name}: ${shown(item.exe)} --version → ${result.output} (${result.ms.toFixed(0)} ms)`,
-        );
-      else
-        log(
-          `warning: ${item.unit.name}: ${shown(item.exe)} --version did not work (${result.output})`,
-        );
-    }
+        log(`${item.unit.name}: ${exe} --version → ${result.output} (${result.ms.toFixed(0)} ms)`);
+      else log(`warning: ${item.unit.name}: ${exe} --version did not work (${result.output})`);
+    });
   }
 
   const rows = [['integration', 'target', 'node', 'executable', 'size', '']];
