@@ -113,6 +113,8 @@ export type FaultAction =
   | { kind: 'error'; status: number; reason: string; message?: string; retryAfter?: string }
   /** Closes the connection; with `afterBytes`, after reading (uploads) or sending (downloads) that many body bytes. */
   | { kind: 'drop'; afterBytes?: number }
+  /** Handles the request completely, then closes the connection instead of answering (the answer is lost). */
+  | { kind: 'lose-answer' }
   | { kind: 'delay'; ms: number };
 
 /** A test-controlled fault: applies to `times` matching requests (or each with `probability`). */
@@ -651,6 +653,17 @@ export class DriveEmulator {
           domain: fault.status === 403 || fault.status === 429 ? 'usageLimits' : 'global',
           retryAfter: fault.retryAfter,
         });
+      }
+      if (fault?.kind === 'lose-answer') {
+        const socket = req.socket;
+        res.writeHead = (() => {
+          socket.destroy();
+          return res;
+        }) as unknown as typeof res.writeHead;
+        res.end = (() => {
+          socket.destroy();
+          return res;
+        }) as unknown as typeof res.end;
       }
       const drop = fault?.kind === 'drop' ? fault : undefined;
       if (drop && drop.afterBytes === undefined) {
