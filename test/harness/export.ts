@@ -109,12 +109,13 @@ export async function exportTree(host: PluginHost, entries: ExportEntry[], optio
   };
 
   const call = await host.connection.stream(host.path('Export'));
-  let fatal: unknown;
+  let fatal: Error | undefined;
   const setFatal = (err: unknown): void => {
-    fatal ??= err;
+    fatal ??= err instanceof Error ? err : new Error(String(err));
     call.cancel();
   };
   let endedEarly = false;
+  let timedOut = false;
   let endedBeforeHalfClose = false;
   void call.status.then(() => {
     if (!call.isHalfClosed && fatal === undefined) endedBeforeHalfClose = true;
@@ -171,7 +172,7 @@ export async function exportTree(host: PluginHost, entries: ExportEntry[], optio
     } catch (err) {
       if (err instanceof GrpcError) {
         // A non-OK status fails the whole restore with the raw status text (not after our own cancel or a cut stream).
-        if (fatal === undefined && !outcome.aborted) setFatal(new HostError(err.message, err));
+        if (fatal === undefined && !outcome.aborted && !timedOut) setFatal(new HostError(err.message, err));
       } else {
         setFatal(err);
       }
@@ -181,11 +182,14 @@ export async function exportTree(host: PluginHost, entries: ExportEntry[], optio
   const timeout = options.endTimeoutMs ?? 30_000;
   const receiving = receiver();
   await sender();
+  let timer: NodeJS.Timeout | undefined;
   const finishedInTime = await Promise.race([
     receiving.then(() => true),
-    new Promise<boolean>((resolve) => setTimeout(() => resolve(false), timeout).unref()),
+    new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), timeout))),
   ]);
+  clearTimeout(timer);
   if (!finishedInTime) {
+    timedOut = true;
     call.cancel();
     await receiving;
     if (fatal === undefined) host.violation(`the plugin did not end Export within ${timeout} ms of the host's half-close`);

@@ -5,7 +5,7 @@ import { exportTree, type ExportEntry, type ExportOptions, type ExportOutcome } 
 import { importAll, type ImportOptions, type ImportOutcome } from './import.ts';
 import { bytes, decodeMessage, encodeMessage, num, resourceName, str, toNumber, type ResourceType } from './messages.ts';
 import type { ConnectorKind } from './spawn.ts';
-import { EofError, GrpcConnection, GrpcError, STATUS } from './transport.ts';
+import { EofError, GrpcConnection, GrpcError } from './transport.ts';
 
 /** Largest chunk the host puts in one message (Put chunks, export content). */
 export const HOST_CHUNK_SIZE = 1024 * 1024;
@@ -384,9 +384,4 @@ export async function* rechunk(data: Uint8Array | AsyncIterable<Uint8Array>, siz
     const buf = Buffer.from(piece.buffer, piece.byteOffset, piece.byteLength);
     for (let off = 0; off < buf.length; off += size) yield buf.subarray(off, off + size);
   }
-}
-
-/** True for a status that ends a call normally. */
-export function isOk(code: number): boolean {
-  return code === STATUS.OK;
 }

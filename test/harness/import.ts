@@ -99,7 +99,7 @@ export async function importAll(host: PluginHost, options: ImportOptions = {}): 
   let consumed = 0;
   let finished = false;
   let readerDone = false;
-  let fatal: unknown;
+  let fatal: Error | undefined;
   let ackFailure = false;
   let unacked = 0;
   let openNow = 0;
@@ -113,7 +113,7 @@ export async function importAll(host: PluginHost, options: ImportOptions = {}): 
     w?.();
   };
   const setFatal = (err: unknown): void => {
-    fatal ??= err;
+    fatal ??= err instanceof Error ? err : new Error(String(err));
     const s = space;
     space = undefined;
     s?.();
@@ -250,10 +250,12 @@ export async function importAll(host: PluginHost, options: ImportOptions = {}): 
 
   call.halfClose();
   const timeout = options.endTimeoutMs ?? 10_000;
+  let timer: NodeJS.Timeout | undefined;
   const status = await Promise.race([
     call.status,
-    new Promise<undefined>((resolve) => setTimeout(() => resolve(undefined), timeout).unref()),
+    new Promise<undefined>((resolve) => (timer = setTimeout(() => resolve(undefined), timeout))),
   ]);
+  clearTimeout(timer);
   if (!status) {
     call.cancel();
     host.violation(`the plugin did not end Import within ${timeout} ms of the host's half-close`);

@@ -91,8 +91,8 @@ function isDefaultScalar(value: unknown): boolean {
   if (value === 0 || value === '' || value === false || value === 0n) return true;
   if (value instanceof Uint8Array) return value.length === 0;
   if (typeof value === 'object' && value !== null && 'isZero' in value) {
-    const isZero = (value as { isZero: unknown }).isZero;
-    if (typeof isZero === 'function') return (isZero as () => boolean).call(value);
+    const { isZero } = value;
+    if (typeof isZero === 'function') return (isZero as (this: unknown) => boolean).call(value);
   }
   return false;
 }
@@ -105,7 +105,7 @@ function pruneDefaults(type: protobuf.Type, value: Record<string, unknown>): Rec
     field.resolve();
     const sub = field.resolvedType instanceof protobuf.Type ? field.resolvedType : undefined;
     if (field.map) {
-      if (Object.keys(v as object).length > 0) out[field.name] = v;
+      if (Object.keys(v).length > 0) out[field.name] = v;
     } else if (field.repeated) {
       const list = v as unknown[];
       if (list.length > 0) out[field.name] = sub ? list.map((e) => pruneDefaults(sub, e as Record<string, unknown>)) : list;
@@ -143,8 +143,8 @@ export function toNumber(v: unknown): number {
   if (typeof v === 'number') return v;
   if (typeof v === 'bigint') return Number(v);
   if (typeof v === 'object' && v !== null && 'toNumber' in v) {
-    const fn = (v as { toNumber: unknown }).toNumber;
-    if (typeof fn === 'function') return (fn as () => number).call(v);
+    const { toNumber: fn } = v;
+    if (typeof fn === 'function') return (fn as (this: unknown) => number).call(v);
   }
   return 0;
 }

@@ -104,11 +104,17 @@ export async function spawnPlugin(executable: string, options: SpawnOptions = {}
   let exitCode: number | null = null;
   let signalCode: NodeJS.Signals | null = null;
   let killedForTimeout = false;
+  const stderrDone = new Promise<void>((resolve) => {
+    if (!child.stderr) resolve();
+    else child.stderr.once('close', () => resolve());
+  });
   const exited = new Promise<ExitInfo>((resolve) => {
     child.once('exit', (code, signal) => {
       exitCode = code;
       signalCode = signal;
-      resolve({ code, signal, timedOut: killedForTimeout });
+      // 'exit' can precede the last stderr bytes; give the pipe a moment to drain (a grandchild may hold it open).
+      const grace = new Promise<void>((r) => setTimeout(r, 1000).unref());
+      void Promise.race([stderrDone, grace]).then(() => resolve({ code, signal, timedOut: killedForTimeout }));
     });
   });
 
@@ -182,7 +188,8 @@ function fifoSetup(): StdioSetup {
         duplex.on('error', () => undefined); // a half closing early is normal here (EOF, exit)
         return {
           duplex,
-          endInput: () => writer.destroy(),
+          // end(), not destroy(): Duplex.from would take a destroyed half as a premature close and drop the reader too.
+          endInput: () => writer.end(),
           destroyAll: () => {
             writer.destroy();
             reader.destroy();
@@ -212,7 +219,7 @@ function socketpairSetup(): StdioSetup {
       duplex.on('error', () => undefined);
       return {
         duplex,
-        endInput: () => stdin.destroy(),
+        endInput: () => stdin.end(),
         destroyAll: () => {
           stdin.destroy();
           stdout.destroy();

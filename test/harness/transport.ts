@@ -240,7 +240,7 @@ export class Call {
     this.parser = new FrameParser(maxReceive);
     this.status = new Promise((resolve) => (this.resolveStatus = resolve));
     stream.on('response', (headers, flags) => this.onResponse(headers, flags));
-    stream.on('trailers', (trailers) => {
+    stream.on('trailers', (trailers: http2.IncomingHttpHeaders) => {
       this.trailerStatus = statusFromHeaders(trailers);
       this.serverHasEnded();
     });
@@ -254,7 +254,6 @@ export class Call {
       this.watchdog = setTimeout(() => {
         this.fail(new GrpcError(STATUS.DEADLINE_EXCEEDED, `harness watchdog: ${path} took over ${timeoutMs} ms`));
       }, timeoutMs);
-      this.watchdog.unref();
     }
   }
 
@@ -506,7 +505,6 @@ export class GrpcConnection {
         this.die('connection error: desc = "error reading server preface: timed out waiting for the server SETTINGS"');
         reject(new GrpcError(STATUS.UNAVAILABLE, this.deadReason ?? 'timeout'));
       }, settingsTimeout);
-      timer.unref();
       this.session.once('remoteSettings', () => {
         this.gotSettings = true;
         clearTimeout(timer);

@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import type { Duplex } from 'node:stream';
+import { Readable, type Duplex } from 'node:stream';
 import { pathToFileURL } from 'node:url';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { serviceDefinition } from '../../shared/protocol/codec.ts';
@@ -352,6 +352,22 @@ describe('harness importer: the host Import driver', () => {
     await expectFailure(host.importAll(), HostError, 'rpc error: code = PermissionDenied desc = token revoked');
   });
 
+  it('reports a plugin that does not end Import after the half-close', async () => {
+    const impl = importer([dirRecord('/')]);
+    impl['Import'] = (call: ImportCall) => {
+      call.write(dirRecord('/'));
+      call.write({ finished: true });
+      call.on('data', () => undefined);
+    };
+    const host = connect('importer.Importer', impl);
+    await host.init('importer', 'mini', CONFIG);
+    await expectFailure(
+      host.importAll({ endTimeoutMs: 300 }),
+      ContractError,
+      "the plugin did not end Import within 300 ms of the host's half-close",
+    );
+  });
+
   it('runs at most maxConcurrency Opens at once and acks in completion order', async () => {
     let now = 0;
     let peak = 0;
@@ -371,7 +387,7 @@ describe('harness importer: the host Import driver', () => {
           call.write({ chunk: Buffer.from('z') });
           call.end();
         },
-        p === '/slow' ? 150 : 20,
+        p === '/slow' ? 800 : 10,
       );
     };
     const host = connect('importer.Importer', impl);
@@ -509,6 +525,26 @@ describe('harness exporter: the host Export driver', () => {
     await expectFailure(failing.exportTree(entriesFromTree({ a: 'x' })), HostError, 'rpc error: code = Internal desc = target vanished');
   });
 
+  it('reports a plugin that never ends Export (grpc-js `for await` over the call swallows the status)', async () => {
+    const host = connect('plakar.exporter.Exporter', {
+      Init: initReply({ origin: 'o', type: 'mini' }),
+      Export: (call: ExportCall) => {
+        void (async () => {
+          for await (const req of call as AsyncIterable<Record<string, unknown>>) {
+            if (req['packet'] === 'record') call.write({ result: { header: req['record'] } });
+          }
+          call.end();
+        })();
+      },
+    });
+    await host.init('exporter', 'mini', CONFIG);
+    await expectFailure(
+      host.exportTree(entriesFromTree({ a: 'x' }), { endTimeoutMs: 300 }),
+      ContractError,
+      "the plugin did not end Export within 300 ms of the host's half-close",
+    );
+  });
+
   it('builds entries from a local directory with Go modes and nanosecond mtimes', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'harness-tree-'));
     try {
@@ -594,6 +630,10 @@ describe('harness storage: the host storage calls', () => {
     await expectFailure(host.delete(RESOURCE.PACKFILE, mac), HostError, 'failed to delete packfile: no such object');
     expect(await host.put(RESOURCE.LOCK, mac, Buffer.alloc(0))).toBe(0);
     expect((putLog.at(-1) as unknown[]).length).toBe(1);
+    expect((await host.get(RESOURCE.LOCK, mac, { offset: 0, length: 0 })).length).toBe(0);
+    const streamed = Readable.from([Buffer.alloc(3, 1), Buffer.alloc(0), Buffer.alloc(MIB + 1, 2)]);
+    expect(await host.put(RESOURCE.STATE, mac, streamed)).toBe(MIB + 4);
+    expect((putLog.at(-1) as Record<string, unknown>[]).slice(1).map((m) => (m['chunk'] as Uint8Array).length)).toEqual([3, MIB, 1]);
   });
 
   it('fails List on a MAC that is not 32 bytes ("invalid MAC length")', async () => {
@@ -696,7 +736,10 @@ const input = new net.Socket({ fd: 0, readable: true, writable: false });
 const output = new net.Socket({ fd: 1, readable: false, writable: true });
 const inj = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
 inj.injectConnection(Duplex.from({ readable: input, writable: output }));
-input.on('end', () => { process.stderr.write('plugin: EOF on stdin\\n'); process.exit(0); });
+const bye = (why: string): void => { fs.writeSync(2, 'plugin: ' + why + '\\n'); process.exit(0); };
+input.on('end', () => bye('EOF on stdin'));
+input.on('close', () => bye('stdin closed'));
+output.on('error', (err: NodeJS.ErrnoException) => bye('stdout failed: ' + err.code));
 `,
   );
   const exe = path.join(tmp, 'plugin');
@@ -723,7 +766,8 @@ input.on('end', () => { process.stderr.write('plugin: EOF on stdin\\n'); process
     } finally {
       const exit = await launched.dispose(10_000);
       expect(exit).toMatchObject({ code: 0, signal: null, timedOut: false });
-      expect(launched.process.stderr()).toContain('plugin: EOF on stdin');
+      // Both host ends close at once (as when Plakar exits): the child sees EOF, or EPIPE on a last write.
+      expect(launched.process.stderr()).toMatch(/plugin: (EOF on stdin|stdin closed|stdout failed: EPIPE)/);
     }
   });
 
@@ -741,10 +785,13 @@ input.on('end', () => { process.stderr.write('plugin: EOF on stdin\\n'); process
   });
 
   it('endInput alone gives the child EOF; an executable that dies fails calls with UNAVAILABLE', async () => {
-    const proc = await spawnPlugin(exe);
-    proc.endInput();
-    expect((await proc.exited).code).toBe(0);
-    proc.duplex.destroy();
+    for (const mode of ['pipes', 'socketpair', 'one-socket'] as const) {
+      const proc = await spawnPlugin(exe, { mode });
+      proc.endInput();
+      expect((await proc.exited).code, mode).toBe(0);
+      expect(proc.stderr(), mode).toContain('plugin: EOF on stdin');
+      proc.duplex.destroy();
+    }
 
     const dead = path.join(tmp, 'dead');
     fs.writeFileSync(dead, '#!/bin/sh\nexit 3\n');
