@@ -284,6 +284,12 @@ export class GraphClient {
           req = req.middlewareOptions(middleware).option('signal', AbortSignal.any([this.signal, AbortSignal.timeout(this.timeoutMs)]));
           if (o.raw) req = req.responseType(ResponseType.RAW);
           try {
+            if (o.raw) {
+              // The Graph client hands back raw responses whatever their status: errors must still reach the pacer.
+              const res = (await (method === 'GET' ? req.get() : method === 'DELETE' ? req.delete() : req.post(o.body ?? {}))) as Response;
+              if (res.status >= 400) throw await errorFromResponse(res);
+              return res as T;
+            }
             switch (method) {
               case 'GET':
                 return (await req.get()) as T;

@@ -1,4 +1,5 @@
 // Builds a connector's Graph client from its options: credentials, pacer, endpoints, and the drive to work on.
+import { setMaxListeners } from 'node:events';
 import type { ConnectorContext } from '../../shared/index.ts';
 import { classify, endpointsOf, GraphClient } from './client.ts';
 import { OAuthTokens } from './oauth.ts';
@@ -7,9 +8,12 @@ import { authModeOf, type CommonValues } from './options.ts';
 /** A Graph client signed in and bound to the configured drive (the first Graph calls happen here). */
 export async function connect(ctx: ConnectorContext<CommonValues>, kind: 'importer' | 'exporter' | 'storage'): Promise<GraphClient> {
   const o = ctx.options;
+  // Every request and download in flight listens on the shutdown signal; dozens at once are normal.
+  setMaxListeners(0, ctx.signal);
   const mode = authModeOf(o);
   const endpoints = endpointsOf(o);
-  const pacer = ctx.pacer({ classify, maxAttempts: o.maxRetries, log: ctx.log });
+  // Like rclone's OneDrive pacer, the shared slow-down after throttling stays short (Retry-After is honoured apart).
+  const pacer = ctx.pacer({ classify, maxAttempts: o.maxRetries, log: ctx.log, minSleepMs: 100, maxSleepMs: 5000 });
   const tokens = new OAuthTokens({ mode, values: o, endpoints, pacer, log: ctx.log, signal: ctx.signal, addSecret: ctx.addSecret, kind });
   const g = new GraphClient({ tokens, endpoints, pacer, timeoutMs: o.timeout, signal: ctx.signal, log: ctx.log });
   await g.useDrive(o);

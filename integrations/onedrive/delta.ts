@@ -213,8 +213,8 @@ async function* childrenListing(g: GraphClient, root: DriveItem, rootPath: strin
     try {
       for await (const page of g.children(id, `cannot list folder ${path}`)) items.push(...page);
     } catch (err) {
-      // Auth and quota problems end the run; anything else is this folder's own error.
-      if (!(err instanceof ServiceError)) throw err;
+      // Auth and quota problems, and a root that cannot be listed, end the run; anything else is this folder's own error.
+      if (!(err instanceof ServiceError) || key === 0) throw err;
       return { key, path, items: [], error: err };
     }
     return { key, path, items };

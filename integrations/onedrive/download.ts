@@ -9,8 +9,11 @@ import { QuickXorHash } from './quickxorhash.ts';
 
 /** What to download. */
 export interface DownloadSpec {
-  /** `cannot download <subject>`: the action and subject for messages. */
-  what: string;
+  /**
+   * The action and subject for messages (`cannot read packfile …`); leave it out where the caller's own prefix names
+   * the file already (the SDK's Open says `cannot read <path>:`).
+   */
+  what?: string;
   /** Gives a pre-authenticated URL; called again when one goes stale. */
   resolveUrl(): Promise<string>;
   /** First byte (default 0). */
@@ -26,6 +29,8 @@ const STALE_STATUSES = new Set([401, 403, 404, 410]);
 
 /** The bytes of `spec` as a stream; an error ends the stream (mismatched hash, gone item, retries exhausted). */
 export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number): Readable {
+  const label = spec.what ?? 'download';
+  const prefixed = (message: string): string => (spec.what ? `${spec.what}: ${message}` : message);
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(g.signal.reason);
   g.signal.addEventListener('abort', onAbort, { once: true });
@@ -44,7 +49,7 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
         const res = await open(url, offset, end);
         if (res === 'stale') {
           if (staleRefreshes++ >= 2) {
-            throw new OneDriveError('itemChanged', `${spec.what}: the file changed or was deleted while it was read`);
+            throw new OneDriveError('itemChanged', prefixed('the file changed or was deleted while it was read'));
           }
           url = undefined;
           continue;
@@ -66,9 +71,9 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
           if (controller.signal.aborted || g.signal.aborted) throw err;
           broken++;
           if (broken >= maxAttempts) {
-            throw new OneDriveError('network', `${spec.what}: the connection broke ${broken} times; gave up at byte ${offset}: ${describeError(err)}`, { cause: err });
+            throw new OneDriveError('network', prefixed(`the connection broke ${broken} times; gave up at byte ${offset}: ${describeError(err)}`), { cause: err });
           }
-          g.log.debug('download interrupted; resuming', { what: spec.what, offset, cause: describeError(err) });
+          g.log.debug('download interrupted; resuming', { what: label, offset, cause: describeError(err) });
           await sleep(Math.min(10_000, 200 * 2 ** (broken - 1)));
           continue;
         }
@@ -76,10 +81,10 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
         if (ended && end !== undefined && offset < end) {
           // The server closed the body early: ask for the rest.
           broken++;
-          if (broken >= maxAttempts) throw new OneDriveError('network', `${spec.what}: the download kept ending early at byte ${offset} of ${end}`);
+          if (broken >= maxAttempts) throw new OneDriveError('network', prefixed(`the download kept ending early at byte ${offset} of ${end}`));
         }
       }
-      if (spec.expect && verify) verify.check(spec.what, spec.expect.size);
+      if (spec.expect && verify) verify.check(prefixed, spec.expect.size);
     } finally {
       g.signal.removeEventListener('abort', onAbort);
       controller.abort();
@@ -89,7 +94,7 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
   /** GETs `url` from `offset`; 'stale' when the URL must be replaced. Retries through the pacer. */
   async function open(url: string, offset: number, end: number | undefined): Promise<Response | 'stale'> {
     return g.pacer.call(
-      spec.what,
+      label,
       async () => {
         const headers: Record<string, string> = {};
         if (offset > 0 || end !== undefined) headers.range = `bytes=${offset}-${end !== undefined ? end - 1 : ''}`;
@@ -191,7 +196,7 @@ export class Verifier {
   }
 
   /** Throws when the size or a reported hash does not match. */
-  check(what: string, size: number): void {
+  check(prefixed: (message: string) => string, size: number): void {
     const bad: string[] = [];
     if (this.size !== size) bad.push(`size ${this.size} instead of ${size}`);
     if (this.qx && this.qx.digestBase64() !== this.expected.quickXorHash) bad.push('quickXorHash');
@@ -200,7 +205,7 @@ export class Verifier {
     if (bad.length > 0) {
       throw new OneDriveError(
         'hashMismatch',
-        `${what}: the downloaded content does not match what OneDrive reported (${bad.join(', ')}); the file changed during the backup or the download was corrupted`,
+        prefixed(`the downloaded content does not match what OneDrive reported (${bad.join(', ')}); the file changed during the backup or the download was corrupted`),
       );
     }
   }

@@ -62,8 +62,7 @@ export const importer = defineImporter({
           download(
             g,
             {
-              what: `cannot read ${path}`,
-              resolveUrl: () => g.downloadUrl(`${g.drivePath}/items/${encodeURIComponent(id)}`, `cannot read ${path}`),
+              resolveUrl: () => g.downloadUrl(`${g.drivePath}/items/${encodeURIComponent(id)}`, 'cannot get a download URL'),
               expect: size >= 0 ? { size, hashes } : undefined,
             },
             maxAttempts,

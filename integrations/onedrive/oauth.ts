@@ -52,6 +52,7 @@ export class OAuthTokens implements TokenSource {
   private fileTokenLoaded = false;
   private renewing: Promise<string> | undefined;
   private dead: string | undefined;
+  private toldAboutRotation = false;
   /** How many times a token was obtained from the identity platform (tests and debug logs). */
   renewals = 0;
 
@@ -164,10 +165,10 @@ export class OAuthTokens implements TokenSource {
       }
       return;
     }
+    if (this.toldAboutRotation) return;
+    this.toldAboutRotation = true;
     const entry = PLAKAR_ENTRY[this.o.kind];
-    this.o.log.once(
-      'rotated',
-      'warn',
+    this.o.log.warn(
       `the identity platform issued a new refresh token, used for the rest of this run; the configured refresh_token stops working 90 days after it was issued. To keep the newest token automatically, set token_file: plakar ${entry} set <name> token_file=$HOME/.config/plakar/onedrive-token.json (or run \`onedrive login\` again before then)`,
     );
   }

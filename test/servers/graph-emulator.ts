@@ -112,6 +112,7 @@ export class GraphEmulator {
   private readonly deltas = new Map<string, DeltaSession>();
   private readonly sites = new Map<string, Site>();
   private deltaTokensValidAfter = 0;
+  private requestSeq = 0;
   private readonly ownsDir: boolean;
 
   constructor(dir: string, ownsDir: boolean, o: GraphEmulatorOptions) {
@@ -170,9 +171,12 @@ export class GraphEmulator {
     this.faults.add(count, { type: 'status', status: o.status ?? 500, code: o.code ?? 'generalException', message: 'An unexpected error occurred' }, o.match);
   }
 
-  /** The next `count` matching requests lose their connection (after `afterBytes` of the body, when given). */
-  drop(count: number, o: { afterBytes?: number; match?: RequestMatch } = {}): void {
-    this.faults.add(count, { type: 'drop', afterBytes: o.afterBytes }, o.match);
+  /**
+   * The next `count` matching requests lose their connection: at once, after `afterBytes` of the body, or (uploads,
+   * `afterCommit`) once the fragment is stored, so that only the reply is lost.
+   */
+  drop(count: number, o: { afterBytes?: number; afterCommit?: boolean; match?: RequestMatch } = {}): void {
+    this.faults.add(count, { type: 'drop', afterBytes: o.afterBytes, afterCommit: o.afterCommit }, o.match);
   }
 
   /** The next `count` matching requests wait `ms` first. */
@@ -195,9 +199,9 @@ export class GraphEmulator {
     this.deltaTokensValidAfter = Date.now() + 1;
   }
 
-  /** Open upload sessions (not committed, not deleted). */
+  /** Live upload sessions (not committed, cancelled or expired). */
   get openSessions(): number {
-    return [...this.sessions.values()].filter((s) => !s.done).length;
+    return [...this.sessions.values()].filter((s) => !s.done && Date.now() < s.expiresAt).length;
   }
 
   /** Requests so far matching `match`. */
@@ -242,7 +246,7 @@ export class GraphEmulator {
         : url.pathname.startsWith('/download/')
           ? 'download'
           : 'token';
-    const info: RequestInfo = { kind, method, path: url.pathname };
+    const info: RequestInfo = { kind, method, path: url.pathname, seq: ++this.requestSeq };
     res.on('close', () => {
       this.faults.log.push({
         ...info,
@@ -258,17 +262,18 @@ export class GraphEmulator {
       this.sendError(res, fault.status, fault.code, fault.message ?? 'error', fault.retryAfter);
       return;
     }
-    if (fault?.type === 'drop' && fault.afterBytes === undefined) {
+    if (fault?.type === 'drop' && fault.afterBytes === undefined && !fault.afterCommit) {
       req.socket.destroy();
       return;
     }
     const dropAfter = fault?.type === 'drop' ? fault.afterBytes : undefined;
+    const dropReply = fault?.type === 'drop' && fault.afterCommit === true;
     try {
       switch (kind) {
         case 'token':
           return await this.handleIdentity(req, res, url);
         case 'upload':
-          return await this.handleUpload(req, res, url, dropAfter);
+          return await this.handleUpload(req, res, url, dropAfter, dropReply);
         case 'download':
           return await this.handleDownload(req, res, url, dropAfter);
         case 'graph':
@@ -719,7 +724,8 @@ export class GraphEmulator {
     return { expirationDateTime: new Date(s.expiresAt).toISOString(), nextExpectedRanges: [`${s.received}-${s.total !== undefined ? s.total - 1 : ''}`] };
   }
 
-  private async handleUpload(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter: number | undefined): Promise<void> {
+  private async handleUpload(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter: number | undefined, dropReply: boolean): Promise<void> {
+    const socket = req.socket;
     const s = this.sessions.get(url.pathname.slice('/upload/'.length));
     if (!s || s.done || Date.now() >= s.expiresAt) {
       req.resume();
@@ -782,24 +788,37 @@ export class GraphEmulator {
       req.resume();
       throw new GraphFault(400, 'invalidRange', `Fragments must be sent in order: expected byte ${s.received}.`);
     }
-    let body: Buffer;
     if (dropAfter !== undefined) {
       // Read part of the fragment, then lose the connection: nothing of it is kept.
-      let got = 0;
-      for await (const chunk of req) {
-        got += (chunk as Buffer).length;
-        if (got >= dropAfter) break;
-      }
-      req.socket.destroy();
+      await new Promise<void>((resolve) => {
+        let got = 0;
+        const onData = (chunk: Buffer): void => {
+          got += chunk.length;
+          if (got >= dropAfter) {
+            req.off('data', onData);
+            socket.destroy();
+            resolve();
+          }
+        };
+        req.on('data', onData);
+        req.on('end', resolve);
+        req.on('error', () => resolve());
+      });
       return;
     }
-    body = await this.readBody(req, MAX_FRAGMENT);
+    const body = await this.readBody(req, MAX_FRAGMENT);
     if (body.length !== size) throw new GraphFault(400, 'invalidRequest', 'The body is shorter than Content-Length.');
     s.total = total;
     await appendFile(s.file, body);
     s.received = end + 1;
     s.expiresAt = Date.now() + this.options.sessionLifetimeMs;
-    if (s.received < total) return this.sendJson(res, 202, this.sessionStatus(s));
+    if (s.received < total) {
+      if (dropReply) {
+        socket.destroy();
+        return;
+      }
+      return this.sendJson(res, 202, this.sessionStatus(s));
+    }
     // Last fragment: commit.
     const d = this.store.drive(s.driveId);
     const parent = this.store.item(d, s.parentId);
@@ -814,6 +833,10 @@ export class GraphEmulator {
       fsCreated: s.fsCreated,
       fsModified: s.fsModified,
     });
+    if (dropReply) {
+      socket.destroy();
+      return;
+    }
     this.sendJson(res, created ? 201 : 200, this.itemJson(d, item));
   }
 

@@ -9,6 +9,8 @@ export interface RequestInfo {
   method: string;
   /** Path without the query, e.g. `/v1.0/drives/x/root/delta` or `/upload/abc`. */
   path: string;
+  /** Arrival number of the request (1, 2, 3…), to spread faults over requests. */
+  seq: number;
 }
 
 /** A predicate selecting requests for a fault. */
@@ -18,8 +20,11 @@ export type RequestMatch = (r: RequestInfo) => boolean;
 export type FaultAction =
   /** Answer with this status and a Graph error body (and Retry-After in seconds when given). */
   | { type: 'status'; status: number; code: string; message?: string; retryAfter?: number }
-  /** Close the connection: at once, or after `afterBytes` of the response (downloads) or request body (uploads). */
-  | { type: 'drop'; afterBytes?: number }
+  /**
+   * Close the connection: at once, after `afterBytes` of the response (downloads) or of the request body (uploads:
+   * the fragment is lost), or, with `afterCommit`, after an upload fragment was stored but before the reply.
+   */
+  | { type: 'drop'; afterBytes?: number; afterCommit?: boolean }
   /** Wait before answering normally. */
   | { type: 'delay'; ms: number };
 

@@ -104,6 +104,11 @@ export class Identity {
     return token;
   }
 
+  /** Every token value issued so far (access and refresh), for leak checks. */
+  issuedTokens(): string[] {
+    return [...this.access.keys(), ...this.refresh.keys()];
+  }
+
   /** Every access token expires now. */
   expireAccessTokens(): void {
     for (const g of this.access.values()) g.expiresAt = 0;
