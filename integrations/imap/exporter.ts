@@ -64,6 +64,8 @@ export const exporter = defineExporter({
     const indexes = new Map<string, Promise<{ baseline: Map<string, number>; remaining: Map<string, number> }>>();
     const appendedByKey = new Map<string, number>();
     const renamed = new Set<string>();
+    /** Snapshot directories that were Gmail's All Mail: their messages carry labels. */
+    const allMailDirs = new Set<string>();
     let appended = 0;
     let skipped = 0;
 
@@ -84,6 +86,7 @@ export const exporter = defineExporter({
         const segment = pathSegments(`/${baseName(path)}`)[0] ?? '';
         const snapshotSegments = pathSegments(path);
         const special = prefix.length === 0 ? specialOf(xattrNames, snapshotSegments) : undefined;
+        if (specialOf(xattrNames, undefined) === '\\All') allMailDirs.add(path);
         if (special && specials.has(special)) target = fromName(specials.get(special) as string);
         else if (parent.segments.length === 0 && segment.toUpperCase() === 'INBOX') target = fromSegments(['INBOX']);
         else {
@@ -170,25 +173,29 @@ export const exporter = defineExporter({
         if (!gmail && labels.includes('\\Starred') && !flags.includes('\\Flagged')) flags.push('\\Flagged');
         const date = Number.isNaN(entry.mtime.getTime()) ? new Date() : entry.mtime;
         const key = messageKey(messageIdOf(message), date, message.length);
-        try {
-          await ensureMailbox(target);
-          if (skipExisting) {
-            const { remaining } = await indexOf(target.mailbox);
-            const left = remaining.get(key) ?? 0;
-            if (left > 0) {
-              remaining.set(key, left - 1);
-              skipped++;
-              return;
+        // Gmail labels kept from All Mail: to Gmail they are set again; elsewhere they become folders (a copy per label).
+        const targets = !gmail && labels.length > 0 && allMailDirs.has(dirName(entry.path)) ? labelFolders(labels, target) : [target];
+        for (const t of targets) {
+          try {
+            await ensureMailbox(t);
+            if (skipExisting) {
+              const { remaining } = await indexOf(t.mailbox);
+              const left = remaining.get(key) ?? 0;
+              if (left > 0) {
+                remaining.set(key, left - 1);
+                skipped++;
+                continue;
+              }
             }
+            const uid = await append(t.mailbox, message, flags, date, key);
+            const ours = `${t.mailbox}\u0000${key}`;
+            appendedByKey.set(ours, (appendedByKey.get(ours) ?? 0) + 1);
+            appended++;
+            if (gmail && labels.length > 0 && uid !== undefined) await addGmailLabels(t.mailbox, uid, labels);
+          } catch (err) {
+            if (err instanceof KlosetError && !(err instanceof ItemError)) throw err;
+            throw new ItemError(entry.path, `cannot append to ${JSON.stringify(t.mailbox)}: ${(err as Error).message}`);
           }
-          const uid = await append(target.mailbox, message, flags, date, key);
-          const ours = `${target.mailbox}\u0000${key}`;
-          appendedByKey.set(ours, (appendedByKey.get(ours) ?? 0) + 1);
-          appended++;
-          if (gmail && labels.length > 0 && uid !== undefined) await addGmailLabels(target.mailbox, uid, labels);
-        } catch (err) {
-          if (err instanceof KlosetError && !(err instanceof ItemError)) throw err;
-          throw new ItemError(entry.path, `cannot append to ${JSON.stringify(target.mailbox)}: ${(err as Error).message}`);
         }
       },
       async finish() {
@@ -245,13 +252,44 @@ export const exporter = defineExporter({
       return matches > (baseline.get(key) ?? 0) + (appendedByKey.get(`${mailbox}\u0000${key}`) ?? 0);
     }
 
+    /** Sets a message's Gmail labels again after its APPEND to All Mail; a refusal leaves the message, unlabelled. */
     async function addGmailLabels(mailbox: string, uid: number, labels: string[]): Promise<void> {
-      const user = labels.filter((l) => !(l in GMAIL_SYSTEM_LABELS) || l === '\\Inbox' || l === '\\Important' || l === '\\Starred');
-      if (user.length === 0) return;
-      await pool.run(`STORE X-GM-LABELS ${mailbox}`, mailbox, async (s) => {
-        await s.select(mailbox, false);
-        await s.client.messageFlagsAdd(String(uid), user, { uid: true, useLabels: true });
-      });
+      const store = (list: string[]) =>
+        pool.run(`STORE X-GM-LABELS ${mailbox}`, mailbox, async (s) => {
+          await s.select(mailbox, false);
+          await s.client.messageFlagsAdd(String(uid), list, { uid: true, useLabels: true });
+        });
+      try {
+        try {
+          await store(labels);
+        } catch (err) {
+          // Some system labels (\Sent, \Draft) cannot be set by a client: keep the ones that can.
+          const settable = labels.filter((l) => !l.startsWith('\\') || ['\\Inbox', '\\Important', '\\Starred'].includes(l));
+          if (settable.length === labels.length || settable.length === 0) throw err;
+          await store(settable);
+        }
+      } catch (err) {
+        if (err instanceof KlosetError && !(err instanceof ItemError)) throw err;
+        ctx.log.once('gmail-labels', 'warn', `Gmail refused to set labels again (${(err as Error).message}); the messages are restored without them`);
+      }
+    }
+
+    /**
+     * The folders a labelled Gmail message goes to on another server: \Inbox → INBOX, \Sent and \Draft → the destination's
+     * special-use folders, a user label → the folder of that name (`/` nests); \Important and \Starred (kept as \Flagged)
+     * are not folders. A message without a folder label stays in the All Mail folder.
+     */
+    function labelFolders(labels: readonly string[], allMail: Target): Target[] {
+      const out = new Map<string, Target>();
+      for (const label of labels) {
+        const system = GMAIL_SYSTEM_LABELS[label];
+        let t: Target | undefined;
+        if (system === 'INBOX') t = fromSegments(['INBOX']);
+        else if (system) t = specials.has(system) ? fromName(specials.get(system) as string) : fromSegments([system.slice(1)]);
+        else if (system === undefined && !label.startsWith('\\')) t = fromSegments([...prefix, ...label.split('/').filter((x) => x !== '')]);
+        if (t && t.mailbox) out.set(mailboxKey(t.mailbox), t);
+      }
+      return out.size > 0 ? [...out.values()] : [allMail];
     }
   },
 });

@@ -30,7 +30,7 @@ const METADATA_BATCH = 500;
 const BODY_CHUNK = 1024 * 1024;
 
 /** One mailbox to back up. */
-interface MailboxPlan {
+export interface MailboxPlan {
   /** Native name (server delimiter). */
   name: string;
   delimiter: string;
@@ -215,8 +215,8 @@ function labelXattrs(labels: readonly string[]): XattrItem[] {
   return labels.map((label) => ({ name: metadataName('gmail-label', label), value: label }));
 }
 
-/** Chooses and orders the mailboxes to back up. */
-function planMailboxes(
+/** Chooses and orders the mailboxes to back up (exported for tests). */
+export function planMailboxes(
   listed: readonly ListResponse[],
   location: readonly string[],
   include: readonly RegExp[],

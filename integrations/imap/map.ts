@@ -286,7 +286,8 @@ export const GMAIL_SYSTEM_LABELS: Readonly<Record<string, string>> = {
   '\\Trash': '\\Trash',
   '\\Spam': '\\Junk',
   '\\Junk': '\\Junk',
-  '\\Starred': '\\Flagged',
+  // Not folders: \Starred is the \Flagged flag, \Important has no equivalent.
+  '\\Starred': '',
   '\\Important': '',
 };
 
