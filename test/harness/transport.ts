@@ -426,7 +426,8 @@ export class Call {
       this.finish({ code: STATUS.CANCELLED, details: 'context canceled', trailers: {} });
       return;
     }
-    const dead = this.connection.deadReason;
+    const session = this.stream.session;
+    const dead = this.connection.deadReason ?? (!session || session.destroyed || session.closed ? 'error reading from server: EOF' : undefined);
     if (dead) {
       this.finish({ code: STATUS.UNAVAILABLE, details: dead, trailers: {} });
       return;

@@ -680,6 +680,32 @@ describe('harness storage: the host storage calls', () => {
     await host.ping();
   });
 
+  it('fails in-flight and later calls with UNAVAILABLE when the plugin transport dies (no reconnection)', async () => {
+    let pluginSide: Duplex | undefined;
+    const serve = mini(
+      'store.Store',
+      store({
+        Get: (call: grpc.ServerWritableStream<Record<string, unknown>, object>) => {
+          call.write({ chunk: Buffer.from('partial') });
+          setTimeout(() => pluginSide?.destroy(), 20);
+        },
+      }),
+    );
+    const c = connectInProcess((d) => {
+      pluginSide = d;
+      return serve(d);
+    });
+    open.push(c);
+    await c.host.init('storage', 'mini', CONFIG);
+    await expectFailure(
+      c.host.get(RESOURCE.PACKFILE, Buffer.alloc(32)),
+      HostError,
+      'failed to receive file data: I/O error communicating with the integration (error reading from server: EOF)',
+    );
+    await expectFailure(c.host.ping(), HostError, 'I/O error communicating with the integration (error reading from server: EOF)');
+    expect(c.connection.alive).toBe(false);
+  });
+
   it('checks Init replies: reserved storage types and empty importer origins', async () => {
     const s = connect('store.Store', { Init: initReply({ origin: 'o', type: 'fs' }) });
     await expect(s.init('storage', 'mini', CONFIG)).rejects.toThrow(ContractError);
