@@ -5,10 +5,7 @@ import type { DriveItem } from './api.ts';
 import { connect, LOCATION } from './connect.ts';
 import { listTree } from './delta.ts';
 import { download } from './download.ts';
-import { folderOf, importerOptions } from './options.ts';
-
-/** Folders listed at once by the children walk when `concurrency` is not set. */
-const DEFAULT_LIST_CONCURRENCY = 8;
+import { DEFAULT_LIST_CONCURRENCY, folderOf, importerOptions } from './options.ts';
 
 /** The OneDrive importer. */
 export const importer = defineImporter({

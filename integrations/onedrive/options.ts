@@ -87,9 +87,12 @@ export const commonOptions = [
   maxRetriesOption,
 ] as const;
 
+/** Folder listings at once when `concurrency` is not set (backups and repository Lists). */
+export const DEFAULT_LIST_CONCURRENCY = 8;
+
 /** `concurrency`: without it the exporter follows the host's `-concurrency`. */
 const concurrency = opt.int('concurrency', {
-  help: 'Uploads or listings running at once (default: the host’s -concurrency for restores, 8 for listings).',
+  help: 'Requests running at once: uploads during a restore (default: Plakar’s -concurrency) and folder listings during a backup or a repository List (default 8).',
   min: 1,
   max: 64,
 });
@@ -151,12 +154,7 @@ export const storageOptions = [
   opt.string('temp_dir', {
     help: 'Directory under which spilled Puts get a private folder (default: the system temporary directory).',
   }),
-  opt.int('concurrency', {
-    help: 'Folder listings running at once during List.',
-    default: 8,
-    min: 1,
-    max: 64,
-  }),
+  concurrency,
   ...readAheadOptions,
 ] as const;
 

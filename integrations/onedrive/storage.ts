@@ -23,7 +23,7 @@ import type { DriveItem } from './api.ts';
 import { baseOf, dirOf, isNotFound, joinOne, OneDriveError, type GraphClient } from './client.ts';
 import { connect, LOCATION } from './connect.ts';
 import { download } from './download.ts';
-import { folderOf, storageOptions } from './options.ts';
+import { DEFAULT_LIST_CONCURRENCY, folderOf, storageOptions } from './options.ts';
 import { QuickXorHash } from './quickxorhash.ts';
 import { BufferSource, FileSource, sessionUpload, simpleUpload, type UploadSource } from './upload.ts';
 
@@ -168,7 +168,7 @@ export const storage = defineStorage({
           return { key, macs };
         };
         while (buckets.length > 0 || running.size > 0) {
-          while (buckets.length > 0 && running.size < o.concurrency) {
+          while (buckets.length > 0 && running.size < (o.concurrency ?? DEFAULT_LIST_CONCURRENCY)) {
             const key = next++;
             running.set(key, listBucket(key, buckets.shift() as DriveItem));
           }
