@@ -42,14 +42,17 @@ export class DriveError extends ServiceError {
   /** Google's reason (`notFound`, `userRateLimitExceeded`…), or `http<status>` when the body had none. */
   readonly reason: string;
   readonly retryAfterMs: number | undefined;
-  constructor(status: number, reason: string, message: string, options: { retryAfterMs?: number; cause?: unknown } = {}) {
+  /** The message without the context added by `withContext` (`404 notFound: File not found: …`). */
+  readonly detail: string;
+  constructor(status: number, reason: string, message: string, options: { retryAfterMs?: number; cause?: unknown; detail?: string } = {}) {
     super(reason, message, { httpStatus: status, cause: options.cause });
     this.reason = reason;
     this.retryAfterMs = options.retryAfterMs;
+    this.detail = options.detail ?? message;
   }
   /** The same error with `context` in front of its message. */
   withContext(context: string): DriveError {
-    return new DriveError(this.httpStatus ?? 0, this.reason, `${context}: ${this.message}`, { retryAfterMs: this.retryAfterMs, cause: this.cause });
+    return new DriveError(this.httpStatus ?? 0, this.reason, `${context}: ${this.message}`, { retryAfterMs: this.retryAfterMs, cause: this.cause, detail: this.detail });
   }
 }
 
@@ -159,6 +162,8 @@ export interface DriveConnectOptions extends AuthValues {
   rootFolderId?: string;
   apiUrl: string;
   tokenUrl: string;
+  /** Longest one request may take, and longest a download may stall (ms). */
+  timeout: number;
   sharedWithMe?: boolean;
 }
 
@@ -184,13 +189,16 @@ export class DriveClient {
   readonly pacer: Pacer;
   readonly log: Logger;
   readonly apiUrl: string;
+  /** Longest one request may take, and longest a download may stall (ms). */
+  readonly timeoutMs: number;
   /** The signed-in account's email. */
   email = '';
   /** Where the location path starts. */
   start!: StartFolder;
   private readonly maxResumes: number;
 
-  private constructor(api: drive_v3.Drive, auth: OAuth2Client, tokens: TokenManager, pacer: Pacer, log: Logger, apiUrl: string, maxResumes: number) {
+  private constructor(api: drive_v3.Drive, auth: OAuth2Client, tokens: TokenManager, pacer: Pacer, log: Logger, apiUrl: string, maxResumes: number, timeoutMs: number) {
+    this.timeoutMs = timeoutMs;
     this.api = api;
     this.auth = auth;
     this.tokens = tokens;
@@ -216,20 +224,42 @@ export class DriveClient {
       log: ctx.log,
       addSecret: (v) => ctx.addSecret(v),
       signal: ctx.signal,
+      timeoutMs: o.timeout,
     });
     const auth = new ManagedAuth(tokens);
     const drive = new api.Drive({ auth, rootUrl: o.apiUrl, retry: false } as unknown as ConstructorParameters<typeof api.Drive>[0]);
     const maxRetries = (ctx.options as { maxRetries?: number }).maxRetries ?? 10;
-    const client = new DriveClient(drive, auth, tokens, pacer, ctx.log, o.apiUrl, maxRetries);
+    const client = new DriveClient(drive, auth, tokens, pacer, ctx.log, o.apiUrl, maxRetries, o.timeout);
     const about = await client.call('sign in to Google Drive', () => drive.about.get({ fields: 'user(emailAddress)' }, client.mo()));
     client.email = about.data.user?.emailAddress ?? 'unknown';
     client.start = await client.resolveStart(o);
     return client;
   }
 
-  /** Method options for googleapis calls: the root URL per call, as media uploads ignore the per-API one. */
+  /**
+   * Method options for googleapis calls: the root URL per call (media uploads ignore the per-API one), no gaxios retries,
+   * and the request timeout (streamed answers get an idle timer instead, see `streamed`).
+   */
   mo(extra: Record<string, unknown> = {}): { rootUrl: string } & Record<string, unknown> {
-    return { rootUrl: this.apiUrl, retry: false, ...extra };
+    return { rootUrl: this.apiUrl, retry: false, ...(extra.responseType === 'stream' ? {} : { timeout: this.timeoutMs }), ...extra };
+  }
+
+  /**
+   * Starts a streamed request with an idle timer: aborted when the answer or any piece of the body takes longer than
+   * `timeout` (a whole-request timeout would cut long downloads).
+   */
+  async streamed(what: string, start: (signal: AbortSignal) => Promise<{ data: unknown }>): Promise<{ body: Readable; alive: () => void; done: () => void }> {
+    return this.call(what, async () => {
+      const ac = new AbortController();
+      const timer = setTimeout(() => ac.abort(), this.timeoutMs);
+      try {
+        const res = await start(ac.signal);
+        return { body: res.data as Readable, alive: () => timer.refresh(), done: () => clearTimeout(timer) };
+      } catch (err) {
+        clearTimeout(timer);
+        throw err;
+      }
+    });
   }
 
   /** Parameters that make every call work in shared drives as well as My Drive. */
@@ -432,12 +462,12 @@ export class DriveClient {
       let finished = false;
       while (!finished && pos < end) {
         const headers = pos > 0 || (range !== undefined && end < (known ? file.size : Infinity)) ? { Range: `bytes=${pos}-${Number.isFinite(end) ? end - 1 : ''}` } : {};
-        const res = await client.call(what, () =>
-          client.api.files.get({ fileId: file.id, alt: 'media', ...client.driveParams }, client.mo({ responseType: 'stream', headers })),
+        const { body, alive, done } = await client.streamed(what, (signal) =>
+          client.api.files.get({ fileId: file.id, alt: 'media', ...client.driveParams }, client.mo({ responseType: 'stream', headers, signal })),
         );
-        const body = res.data as unknown as Readable;
         try {
           for await (const chunk of body) {
+            alive();
             const buf = chunk as Buffer;
             const piece = pos + buf.length > end ? buf.subarray(0, end - pos) : buf;
             hash?.update(piece);
@@ -453,6 +483,7 @@ export class DriveClient {
           }
           client.log.debug('download interrupted; resuming', { what, at: pos });
         } finally {
+          done();
           body.destroy();
         }
       }
@@ -470,13 +501,15 @@ export class DriveClient {
    */
   async exportDoc(id: string, mime: string, what: string): Promise<Readable> {
     const client = this;
-    const first = await this.call(what, () => this.api.files.export({ fileId: id, mimeType: mime }, this.mo({ responseType: 'stream' })));
+    const start = (): Promise<{ body: Readable; alive: () => void; done: () => void }> =>
+      client.streamed(what, (signal) => client.api.files.export({ fileId: id, mimeType: mime }, client.mo({ responseType: 'stream', signal })));
+    let current = await start();
     async function* generate(): AsyncGenerator<Buffer> {
-      let body = first.data as unknown as Readable;
       for (let attempt = 0; ; attempt++) {
         let sent = false;
         try {
-          for await (const chunk of body) {
+          for await (const chunk of current.body) {
+            current.alive();
             sent = true;
             yield chunk as Buffer;
           }
@@ -486,10 +519,10 @@ export class DriveClient {
             throw new ServiceError('export', `${what}: the export broke off: ${sanitize(err instanceof Error ? err.message : String(err))}`, { cause: err });
           }
         } finally {
-          body.destroy();
+          current.done();
+          current.body.destroy();
         }
-        const again = await client.call(what, () => client.api.files.export({ fileId: id, mimeType: mime }, client.mo({ responseType: 'stream' })));
-        body = again.data as unknown as Readable;
+        current = await start();
       }
     }
     return Readable.from(generate(), { objectMode: false });

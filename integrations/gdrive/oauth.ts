@@ -139,12 +139,12 @@ export const classifyTokenError: Classifier = (err) => {
 };
 
 /** POSTs a form to the token endpoint; resolves with the token or throws TokenEndpointError. */
-export async function postTokenForm(url: string, form: Record<string, string>, signal?: AbortSignal): Promise<TokenResponse> {
+export async function postTokenForm(url: string, form: Record<string, string>, signal?: AbortSignal, timeoutMs = 60_000): Promise<TokenResponse> {
   const res = await fetch(url, {
     method: 'POST',
     headers: { 'Content-Type': 'application/x-www-form-urlencoded', Accept: 'application/json' },
     body: new URLSearchParams(form).toString(),
-    signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(60_000)]) : AbortSignal.timeout(60_000),
+    signal: signal ? AbortSignal.any([signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
   });
   const text = await res.text();
   let body: TokenResponse = {};
@@ -173,6 +173,8 @@ export interface TokenManagerOptions {
   log: Logger;
   addSecret: (v: string) => void;
   signal?: AbortSignal;
+  /** Longest a token request may take (ms). */
+  timeoutMs?: number;
 }
 
 /**
@@ -268,7 +270,7 @@ export class TokenManager {
         'sign in to Google (token endpoint)',
         async () => {
           if (c.kind === 'service') form.assertion = serviceAccountAssertion(c, this.o.tokenUrl, this.o.scope);
-          return postTokenForm(this.o.tokenUrl, form, this.o.signal);
+          return postTokenForm(this.o.tokenUrl, form, this.o.signal, this.o.timeoutMs);
         },
         classifyTokenError,
       );

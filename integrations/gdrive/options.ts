@@ -74,7 +74,15 @@ export const chunkSizeOption = opt.size('chunk_size', {
   multipleOf: CHUNK_GRANULARITY,
 });
 
-const common = [...authOptions, ...locationOptions, ...endpointOptions, maxRetriesOption] as const;
+/** `timeout`: how long one request may take before it is retried. */
+export const timeoutOption = opt.duration('timeout', {
+  help: 'Longest a single request may take (a listing page, an upload chunk), and longest a download may stall, before it is retried.',
+  default: 5 * 60_000,
+  min: 1000,
+  advanced: true,
+});
+
+const common = [...authOptions, ...locationOptions, ...endpointOptions, timeoutOption, maxRetriesOption] as const;
 
 /** Importer options. */
 export const importerOptions = [

@@ -183,6 +183,7 @@ async function startSession(client: DriveClient, target: UploadTarget): Promise<
       },
       data: JSON.stringify(metadataOf(target)),
       retry: false,
+      timeout: client.timeoutMs,
     }),
   );
   const location = res.headers.get('location');
@@ -207,6 +208,7 @@ async function put(client: DriveClient, session: Session, body: Buffer, contentR
     validateStatus: (s) => s === 200 || s === 201 || s === 308,
     responseType: 'json',
     retry: false,
+    timeout: client.timeoutMs,
   });
   if (res.status === 308) return { persisted: persistedFrom(res.headers) };
   return { done: res.data };
@@ -288,7 +290,11 @@ async function sendChunk(client: DriveClient, session: Session, target: UploadTa
     });
   } catch (err) {
     if (err instanceof DriveError && err.httpStatus === 404) {
-      throw new SessionLostError('sessionExpired', `${what}: the upload session expired (${err.message})`, { cause: err });
+      throw new SessionLostError(
+        'sessionExpired',
+        `${what}: the upload session expired${offset > 0 ? ` after ${offset} bytes were stored, which cannot be read again from the snapshot` : ''} (${err.detail})`,
+        { cause: err },
+      );
     }
     throw err;
   }

@@ -115,6 +115,8 @@ export type FaultAction =
   | { kind: 'drop'; afterBytes?: number }
   /** Handles the request completely, then closes the connection instead of answering (the answer is lost). */
   | { kind: 'lose-answer' }
+  /** Downloads: sends `afterBytes` of the body, then goes silent for `ms` before going on. */
+  | { kind: 'stall'; afterBytes: number; ms: number }
   | { kind: 'delay'; ms: number };
 
 /** A test-controlled fault: applies to `times` matching requests (or each with `probability`). */
@@ -667,8 +669,9 @@ export class DriveEmulator {
       }
       const drop = fault?.kind === 'drop' ? fault : undefined;
       if (drop && drop.afterBytes === undefined) {
+        const socket = req.socket;
         await drain(req);
-        req.socket.destroy();
+        socket.destroy();
         return;
       }
       switch (route) {
@@ -695,7 +698,7 @@ export class DriveEmulator {
         case 'get':
           return this.json(res, 200, this.view(this.visible(user, id ?? '', url), user), url, 'kind,id,name,mimeType');
         case 'media':
-          return await this.media(user, id ?? '', url, req, res, drop?.afterBytes);
+          return await this.media(user, id ?? '', url, req, res, drop?.afterBytes, fault?.kind === 'stall' ? fault : undefined);
         case 'export':
           return this.exportRoute(user, id ?? '', url, res);
         case 'create':
@@ -1039,7 +1042,15 @@ export class DriveEmulator {
 
   // ---------------------------------------------------------------- downloads and exports
 
-  private async media(user: string, id: string, url: URL, req: IncomingMessage, res: ServerResponse, dropAfter?: number): Promise<void> {
+  private async media(
+    user: string,
+    id: string,
+    url: URL,
+    req: IncomingMessage,
+    res: ServerResponse,
+    dropAfter?: number,
+    stall?: { afterBytes: number; ms: number },
+  ): Promise<void> {
     const f = this.visible(user, id, url);
     if (f.mimeType === MIME.folder || f.native || f.shortcut) {
       throw new HttpError(
@@ -1088,6 +1099,17 @@ export class DriveEmulator {
       for await (const chunk of stream) {
         let buf = chunk as Buffer;
         if (sent + buf.length > limit) buf = buf.subarray(0, Math.max(0, limit - sent));
+        if (stall && sent < stall.afterBytes && sent + buf.length >= stall.afterBytes) {
+          const head = buf.subarray(0, stall.afterBytes - sent);
+          res.write(head);
+          sent += head.length;
+          buf = buf.subarray(head.length);
+          await new Promise((r) => setTimeout(r, stall.ms));
+          if (res.destroyed) {
+            stream.destroy();
+            return;
+          }
+        }
         if (buf.length > 0) {
           sent += buf.length;
           this.stats.downloadBytes += buf.length;
@@ -1405,6 +1427,7 @@ export class DriveEmulator {
       throw new HttpError(400, 'badRequest', `Invalid request. The number of bytes uploaded is required to be a multiple of ${CHUNK_GRANULARITY}, except for the final request.`);
     }
     // Append the new bytes (skipping any already persisted), stopping early when a drop fault applies.
+    const socket = req.socket;
     const out = createWriteStream(s.path, { flags: 'a' });
     let offset = first;
     let read = 0;
@@ -1434,7 +1457,7 @@ export class DriveEmulator {
       await new Promise<void>((r) => out.end(() => r()));
     }
     if (dropAfter !== undefined) {
-      req.socket.destroy();
+      socket.destroy();
       return;
     }
     if (read !== length) throw new HttpError(400, 'badRequest', 'The request body ended before Content-Length bytes');
