@@ -1,4 +1,5 @@
 // The S3 client: the AWS SDK client built from typed options, the retry classifier, error → SDK error mapping, listing and resumable reads.
+import { setMaxListeners } from 'node:events';
 import http from 'node:http';
 import https from 'node:https';
 import { Readable } from 'node:stream';
@@ -124,6 +125,8 @@ export function classify(err: unknown): Classification {
   const { code, status, retryAfter } = errorFacts(raw);
   if (THROTTLE_CODES.has(code) || status === 429 || status === 503) return { kind: 'throttle', retryAfterMs: parseRetryAfter(retryAfter) };
   if (code in AUTH_HINTS) return { kind: 'fatal' };
+  // 501: the service lacks the feature (conditional PUT, tagging…); asking again cannot help.
+  if (code === 'NotImplemented' || status === 501) return { kind: 'permanent' };
   if (TRANSIENT_CODES.has(code) || (status !== undefined && (status >= 500 || status === 408))) return { kind: 'transient' };
   if (isTransientNetworkError(raw)) return { kind: 'transient' };
   return { kind: 'permanent' };
@@ -193,7 +196,12 @@ export class S3 {
     this.bucket = this.loc.bucket;
     this.prefix = this.loc.prefix;
     this.log = ctx.log;
-    this.signal = ctx.signal;
+    // One signal per client, followed by every request: it may have many listeners at once (one per request in flight).
+    const abort = new AbortController();
+    setMaxListeners(0, abort.signal);
+    if (ctx.signal.aborted) abort.abort(ctx.signal.reason);
+    else ctx.signal.addEventListener('abort', () => abort.abort(ctx.signal.reason), { once: true });
+    this.signal = abort.signal;
     this.maxAttempts = o.maxRetries;
     this.pacer = ctx.pacer({ classify });
     // Probes at Init fail fast: a wrong endpoint should not keep the user waiting through a full backoff.

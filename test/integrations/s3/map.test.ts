@@ -148,6 +148,7 @@ describe('s3 client: error classification', () => {
     for (const code of ['AccessDenied', 'InvalidAccessKeyId', 'SignatureDoesNotMatch', 'ExpiredToken']) expect(classify(s3err(code, 403))).toEqual({ kind: 'fatal' });
     expect(classify(new AuthError('x'))).toEqual({ kind: 'fatal' });
     expect(classify(s3err('NoSuchKey', 404))).toEqual({ kind: 'permanent' });
+    expect(classify(s3err('NotImplemented', 501))).toEqual({ kind: 'permanent' });
     expect(classify(s3err('InvalidObjectState', 403))).toEqual({ kind: 'permanent' });
     expect(classify(new ServiceError('SlowDown', 'x', { cause: s3err('SlowDown', 503) }))).toMatchObject({ kind: 'throttle' });
     expect(classify(new NotFoundError('x'))).toEqual({ kind: 'permanent' });

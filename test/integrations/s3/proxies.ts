@@ -1,0 +1,174 @@
+// Fault-injecting proxies for the s3 tests: a TCP proxy that resets connections mid-transfer, an HTTP proxy answering 503/500 bursts.
+import http from 'node:http';
+import net from 'node:net';
+
+/** A running proxy. */
+export interface Proxy {
+  /** `http://127.0.0.1:PORT`. */
+  endpoint: string;
+  close(): Promise<void>;
+}
+
+/** What the reset proxy did. */
+export interface ResetStats {
+  connections: number;
+  resets: number;
+  bytes: number;
+}
+
+function listen(server: net.Server): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve((server.address() as net.AddressInfo).port));
+  });
+}
+
+function closer(server: net.Server, sockets: Set<net.Socket>): () => Promise<void> {
+  return () =>
+    new Promise((resolve) => {
+      for (const s of sockets) s.destroy();
+      server.close(() => resolve());
+    });
+}
+
+/**
+ * A TCP proxy to `target` (`http://host:port`) that resets (RST) the connection carrying traffic each time the bytes
+ * relayed in both directions together cross another multiple of `everyBytes`: uploads and downloads are cut in the
+ * middle, over and over, but each retry gets further. `enabled` switches the faults at run time.
+ */
+export async function startResetProxy(target: string, options: { everyBytes: number }): Promise<Proxy & { stats: ResetStats; enabled: boolean }> {
+  const url = new URL(target);
+  const sockets = new Set<net.Socket>();
+  const stats: ResetStats = { connections: 0, resets: 0, bytes: 0 };
+  let nextReset = options.everyBytes;
+  const state = { enabled: true };
+  const server = net.createServer((client) => {
+    stats.connections++;
+    const upstream = net.connect(Number(url.port), url.hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    let dead = false;
+    const kill = (): void => {
+      if (dead) return;
+      dead = true;
+      client.resetAndDestroy();
+      upstream.resetAndDestroy();
+    };
+    const relay = (from: net.Socket, to: net.Socket): void => {
+      from.on('data', (chunk: Buffer) => {
+        if (dead) return;
+        stats.bytes += chunk.length;
+        if (state.enabled && stats.bytes >= nextReset) {
+          nextReset = stats.bytes + options.everyBytes;
+          stats.resets++;
+          // Forward part of the chunk first, so the peer sees a transfer that stops in the middle.
+          to.write(chunk.subarray(0, chunk.length >> 1), () => kill());
+          return;
+        }
+        if (!to.write(chunk)) {
+          from.pause();
+          to.once('drain', () => from.resume());
+        }
+      });
+      from.on('end', () => to.end());
+      from.on('error', () => kill());
+      from.on('close', () => {
+        sockets.delete(from);
+        if (!dead) to.destroy();
+      });
+    };
+    relay(client, upstream);
+    relay(upstream, client);
+  });
+  const port = await listen(server);
+  const close = closer(server, sockets);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stats,
+    get enabled() {
+      return state.enabled;
+    },
+    set enabled(v: boolean) {
+      state.enabled = v;
+    },
+    close,
+  };
+}
+
+/** What the flaky proxy answers for one request. */
+export type Verdict = 'pass' | 503 | 500;
+
+/** What the flaky proxy did. */
+export interface FlakyStats {
+  requests: number;
+  failed: number;
+  byStatus: Record<number, number>;
+}
+
+const ERROR_XML: Record<number, string> = {
+  503: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>',
+  500: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>proxy</RequestId></Error>',
+};
+
+/**
+ * An HTTP proxy to `target` that answers some requests itself with 503 SlowDown or 500 InternalError, as `plan`
+ * decides from the request number, method and URL; everything else is relayed unchanged (Host included, so SigV4
+ * signatures still match).
+ */
+export async function startFlakyProxy(
+  target: string,
+  plan: (n: number, req: { method: string; url: string }) => Verdict,
+): Promise<Proxy & { stats: FlakyStats }> {
+  const url = new URL(target);
+  const stats: FlakyStats = { requests: 0, failed: 0, byStatus: {} };
+  const sockets = new Set<net.Socket>();
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  const server = http.createServer((req, res) => {
+    const n = stats.requests++;
+    const verdict = plan(n, { method: req.method ?? 'GET', url: req.url ?? '/' });
+    if (verdict !== 'pass') {
+      stats.failed++;
+      stats.byStatus[verdict] = (stats.byStatus[verdict] ?? 0) + 1;
+      req.resume();
+      req.on('end', () => {
+        const body = ERROR_XML[verdict] as string;
+        const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) };
+        if (verdict === 503) headers['retry-after'] = '0';
+        res.writeHead(verdict, headers);
+        res.end(req.method === 'HEAD' ? undefined : body);
+      });
+      return;
+    }
+    const up = http.request(
+      { host: url.hostname, port: Number(url.port), method: req.method, path: req.url, headers: req.headers, agent },
+      (ur) => {
+        res.writeHead(ur.statusCode ?? 502, ur.headers);
+        ur.pipe(res);
+      },
+    );
+    up.on('error', () => res.destroy());
+    req.pipe(up);
+  });
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  const port = await listen(server);
+  const close = closer(server, sockets);
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    stats,
+    close: async () => {
+      agent.destroy();
+      await close();
+    },
+  };
+}
+
+/** A plan of short bursts: requests `n` with `n % period < burst` fail, alternating 503 and 500 by burst. */
+export function bursts(period: number, burst: number): (n: number) => Verdict {
+  return (n) => {
+    if (n % period >= burst) return 'pass';
+    return Math.floor(n / period) % 2 === 0 ? 503 : 500;
+  };
+}
