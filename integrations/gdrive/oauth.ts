@@ -75,7 +75,9 @@ export async function credentialsFrom(o: AuthValues, addSecret: (v: string) => v
       text = await readFile(raw, 'utf8');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
-      problems.push({ key: 'service_account_key', message: `cannot read the key file ${JSON.stringify(raw)}: ${code === 'ENOENT' ? 'no such file' : describeError(err)}` });
+      // The value is secret, so the message does not repeat it (the redactor would hide it anyway).
+      const why = code === 'ENOENT' ? 'no such file' : code === 'EACCES' ? 'permission denied' : code === 'EISDIR' ? 'it is a directory' : (code ?? 'unreadable');
+      problems.push({ key: 'service_account_key', message: `cannot read it as a key file path (${why}); give the path of the JSON key file, or the JSON itself` });
       throw new ConfigError(problems);
     }
   }
