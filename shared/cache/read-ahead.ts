@@ -138,6 +138,26 @@ export class ReadAheadCache {
     }
   }
 
+  /**
+   * Forgets a cached object (after a Delete or an overwriting Put). Packfiles are immutable once written, but a
+   * deleted MAC must never be served from the cache.
+   */
+  invalidate(resource: Resource, mac: Buffer): void {
+    const key = `${resource}/${mac.toString('hex')}`;
+    const e = this.entries.get(key);
+    if (!e) return;
+    this.entries.delete(key);
+    if (e.done) this.total -= e.size;
+    const fh = e.fh;
+    if (fh) this.openHandles--;
+    e.fh = undefined;
+    void (async () => {
+      await e.ready?.catch(() => undefined);
+      await fh?.close().catch(() => undefined);
+      if (e.path) await rm(e.path, { force: true }).catch(() => undefined);
+    })();
+  }
+
   /** Removes the cache directory and forgets everything (on Close and at exit). */
   async dispose(): Promise<void> {
     this.disposed = true;

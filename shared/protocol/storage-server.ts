@@ -154,6 +154,20 @@ export function storageService(integration: Integration, def: StorageDefinition)
     );
     readAhead = cache;
     inst.get = (resource, mac, range) => cache.get(resource, mac, range);
+    const del = inst.delete.bind(inst);
+    inst.delete = async (resource, mac) => {
+      cache.invalidate(resource, mac);
+      await del(resource, mac);
+    };
+    const put = inst.put.bind(inst);
+    inst.put = async (resource, mac, content, info) => {
+      cache.invalidate(resource, mac);
+      try {
+        return await put(resource, mac, content, info);
+      } finally {
+        cache.invalidate(resource, mac);
+      }
+    };
     rt.cleanups.push(() => cache.dispose());
   }
 

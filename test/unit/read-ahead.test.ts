@@ -108,6 +108,17 @@ describe('sdk read-ahead cache', () => {
     await cache.dispose();
   });
 
+  it('forgets an invalidated packfile and downloads it again', async () => {
+    const b = backend();
+    const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0 }, b, quiet);
+    const mac = macs[7] as Buffer;
+    await bytesOf(await cache.get('packfile', mac, { offset: 0, length: 10 }));
+    cache.invalidate('packfile', mac);
+    await bytesOf(await cache.get('packfile', mac, { offset: 0, length: 10 }));
+    expect(b.fetches).toBe(2);
+    await cache.dispose();
+  });
+
   it('never caches states or locks, nor whole-object reads of uncached packfiles', async () => {
     const b = backend();
     const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0 }, b, quiet);
@@ -187,7 +198,7 @@ describe('sdk read-ahead cache', () => {
     const b = backend();
     const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 2 }, b, quiet);
     for (const mac of macs.slice(1, 4)) await bytesOf(await cache.get('packfile', mac, { offset: 0, length: 10 }));
-    await new Promise((r) => setTimeout(r, 200));
+    for (let waited = 0; cache.stats.prefetched < 2 && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
     expect(cache.stats.prefetched).toBe(2);
     const missesBefore = cache.stats.misses;
     for (const mac of macs.slice(4, 6)) {
