@@ -2,10 +2,12 @@
 // nextExpectedRanges after a lost reply or a 416, and restart in a new session when the old one expired.
 // https://learn.microsoft.com/graph/api/driveitem-createuploadsession
 import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Readable } from 'node:stream';
 import { describeError } from '../../shared/index.ts';
 import type { ConflictBehavior, DriveItem, UploadableProperties, UploadSession } from './api.ts';
-import { classify, errorFromResponse, OneDriveError, plainFetch, type GraphClient } from './client.ts';
+import { classify, errorFromResponse, networkError, OneDriveError, plainFetch, type GraphClient } from './client.ts';
 import { FRAGMENT_QUANTUM } from './options.ts';
 import { QuickXorHash } from './quickxorhash.ts';
 
@@ -142,24 +144,53 @@ async function putFragment(g: GraphClient, t: UploadTarget, url: string, offset:
         const status = await sessionStatus(g, url);
         if (status.next !== offset) return { next: status.next };
       }
-      const res = await plainFetch(url, { method: 'PUT', headers: { 'content-length': String(body.length), 'content-range': range }, body }, g.timeoutMs, g.signal);
-      if (res.status === 200 || res.status === 201) return { item: (await res.json()) as DriveItem, next: total };
+      const res = await putBytes(url, { 'content-length': String(body.length), 'content-range': range }, body, g.timeoutMs, g.signal);
+      if (res.status === 200 || res.status === 201) return { item: JSON.parse(res.text) as DriveItem, next: total };
       if (res.status === 202) {
-        const s = (await res.json()) as UploadSession;
+        const s = JSON.parse(res.text) as UploadSession;
         return { next: nextOffset(s) ?? offset + body.length };
       }
       if (res.status === 404) {
-        await res.body?.cancel().catch(() => undefined);
         throw new OneDriveError('uploadSessionGone', 'the upload session expired or was removed (HTTP 404)', { httpStatus: 404 });
       }
-      if (res.status === 416) {
-        await res.body?.cancel().catch(() => undefined);
-        return { next: (await sessionStatus(g, url)).next };
-      }
-      throw await errorFromResponse(res);
+      if (res.status === 416) return { next: (await sessionStatus(g, url)).next };
+      throw await errorFromResponse(new Response(res.text, { status: res.status, headers: res.headers }));
     },
     classify,
   );
+}
+
+const httpAgent = new HttpAgent({ keepAlive: true });
+const httpsAgent = new HttpsAgent({ keepAlive: true });
+
+/**
+ * PUTs a fragment with node:http(s) rather than fetch: fetch copies a Buffer body (WHATWG "extract a body"), which for
+ * 10 MiB fragments is 10 MiB of garbage per request; here the reused fragment buffer goes to the socket as it is.
+ */
+function putBytes(url: string, headers: Record<string, string>, body: Buffer, timeoutMs: number, signal: AbortSignal): Promise<{ status: number; headers: Record<string, string>; text: string }> {
+  return new Promise((resolve, reject) => {
+    const u = new URL(url);
+    const secure = u.protocol === 'https:';
+    const req = (secure ? httpsRequest : httpRequest)(u, { method: 'PUT', headers, agent: secure ? httpsAgent : httpAgent, signal });
+    const timer = setTimeout(() => req.destroy(Object.assign(new Error('the request timed out'), { name: 'TimeoutError' })), timeoutMs);
+    const fail = (err: unknown): void => {
+      clearTimeout(timer);
+      reject(networkError(err, signal));
+    };
+    req.on('error', fail);
+    req.on('response', (res: IncomingMessage) => {
+      const parts: Buffer[] = [];
+      res.on('data', (d: Buffer) => parts.push(d));
+      res.on('error', fail);
+      res.on('end', () => {
+        clearTimeout(timer);
+        const h: Record<string, string> = {};
+        for (const [k, v] of Object.entries(res.headers)) if (typeof v === 'string') h[k] = v;
+        resolve({ status: res.statusCode ?? 0, headers: h, text: Buffer.concat(parts).toString('utf8') });
+      });
+    });
+    req.end(body);
+  });
 }
 
 /** Where the session wants the next byte (GET on the upload URL). */
@@ -227,8 +258,11 @@ export class FileSource implements UploadSource {
   static async open(path: string, size: number, quickXorHash: string): Promise<FileSource> {
     return new FileSource(await openFile(path, 'r'), size, quickXorHash);
   }
+  private buf: Buffer = Buffer.alloc(0);
+  /** A view of `length` bytes at `offset`, valid until the next read (one reused buffer per upload). */
   async read(offset: number, length: number): Promise<Buffer> {
-    const buf = Buffer.allocUnsafe(length);
+    if (this.buf.length < length) this.buf = Buffer.allocUnsafe(length);
+    const buf = this.buf;
     let got = 0;
     while (got < length) {
       const { bytesRead } = await this.fh.read(buf, got, length - got, offset + got);
@@ -246,81 +280,83 @@ export class FileSource implements UploadSource {
 }
 
 /**
- * An upload source over a one-pass stream (a file being restored): it keeps only the current fragment, so a fragment
- * can be sent again, but an expired session cannot start over. Extra bytes past `size` are an error.
+ * An upload source over a one-pass stream (a file being restored). It copies the stream into one reusable fragment
+ * buffer, so an upload holds a single fragment in memory however large the file; the current fragment can be sent
+ * again, but an expired session cannot start over. Bytes past `size` are an error.
  */
 export class StreamSource implements UploadSource {
   readonly restartable = false;
   readonly size: number;
   private readonly iterator: AsyncIterator<Buffer>;
   private readonly hash = new QuickXorHash();
-  /** Bytes held, starting at stream offset `start`. */
-  private held: Buffer[] = [];
-  private heldBytes = 0;
+  private buf: Buffer = Buffer.alloc(0);
+  /** Stream offset of buf[0] and the valid bytes from there. */
   private start = 0;
+  private length = 0;
+  /** Bytes read from the stream that did not fit the buffer yet (they follow the buffered ones). */
+  private carry: Buffer | undefined;
   private ended = false;
+  private pulled = 0;
 
   constructor(stream: Readable, size: number) {
     this.size = size;
     this.iterator = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   }
 
+  /** A view of `length` bytes at `offset`, valid until the next read. */
   async read(offset: number, length: number): Promise<Buffer> {
     if (offset < this.start) throw new OneDriveError('cannotRewind', `the upload needs bytes from ${offset} again, which were already sent and dropped`);
-    this.drop(offset - this.start);
-    while (this.heldBytes < length && !this.ended) {
-      const next = await this.iterator.next();
-      if (next.done) {
+    const drop = offset - this.start;
+    if (drop > this.length) throw new OneDriveError('cannotSkip', `the upload session asked to skip ${drop - this.length} bytes that were never sent`);
+    if (drop > 0) {
+      this.buf.copyWithin(0, drop, this.length);
+      this.length -= drop;
+      this.start = offset;
+    }
+    if (this.buf.length < length) {
+      const bigger = Buffer.allocUnsafe(length);
+      this.buf.copy(bigger, 0, 0, this.length);
+      this.buf = bigger;
+    }
+    while (this.length < length) {
+      const chunk = await this.next();
+      if (!chunk) break;
+      const n = Math.min(chunk.length, length - this.length);
+      chunk.copy(this.buf, this.length, 0, n);
+      this.length += n;
+      if (n < chunk.length) this.carry = chunk.subarray(n);
+    }
+    if (this.pulled > this.size) throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
+    return this.buf.subarray(0, Math.min(length, this.length));
+  }
+
+  private async next(): Promise<Buffer | undefined> {
+    if (this.carry) {
+      const c = this.carry;
+      this.carry = undefined;
+      return c;
+    }
+    while (!this.ended) {
+      const r = await this.iterator.next();
+      if (r.done) {
         this.ended = true;
         break;
       }
-      const chunk = Buffer.isBuffer(next.value) ? next.value : Buffer.from(next.value as Uint8Array);
+      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+      if (chunk.length === 0) continue;
       this.hash.update(chunk);
-      this.held.push(chunk);
-      this.heldBytes += chunk.length;
+      this.pulled += chunk.length;
+      return chunk;
     }
-    if (this.hash.bytes > this.size) {
-      throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
-    }
-    const out = this.held.length === 1 ? (this.held[0] as Buffer) : Buffer.concat(this.held);
-    this.held = [out];
-    return out.subarray(0, Math.min(length, out.length));
-  }
-
-  private drop(n: number): void {
-    if (n <= 0) return;
-    let left = n;
-    while (left > 0 && this.held.length > 0) {
-      const first = this.held[0] as Buffer;
-      if (first.length <= left) {
-        this.held.shift();
-        left -= first.length;
-        this.heldBytes -= first.length;
-      } else {
-        this.held[0] = first.subarray(left);
-        this.heldBytes -= left;
-        left = 0;
-      }
-    }
-    if (left > 0) throw new OneDriveError('cannotSkip', `the upload session asked to skip ${left} bytes that were never sent`);
-    this.start += n;
+    return undefined;
   }
 
   async finish(): Promise<void> {
+    if (this.carry) throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
     while (!this.ended) {
-      const next = await this.iterator.next();
-      if (next.done) {
-        this.ended = true;
-        break;
-      }
-      const chunk = next.value as Buffer;
-      if (chunk.length > 0) {
-        this.hash.update(chunk);
-        this.held.push(chunk);
-        this.heldBytes += chunk.length;
-      }
+      await this.next();
+      if (this.pulled > this.size) throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
     }
-    if (this.hash.bytes > this.size) throw new OneDriveError('sizeMismatch', `the content is longer than the ${this.size} bytes announced`);
   }
 
   quickXorHash(): string {

@@ -1,0 +1,169 @@
+// onedrive benchmark against the Graph emulator, with each connector spawned over two pipes like Plakar does:
+// a large file restored and backed up (throughput, connector peak RSS), a 2 GiB file under 200 MB of connector memory,
+// and a repository of many objects (Put, List, ranged Gets).
+// Run: npx tsx bench/onedrive.ts [--big-mib 300] [--huge-mib 2048] [--objects 5000]
+//   ONEDRIVE_BENCH_EXE=dist/onedrive/onedrive uses the built executable instead of the TypeScript sources.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Writable } from 'node:stream';
+import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
+import { startGraphEmulator, type GraphEmulator } from '../test/servers/graph-emulator.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const MiB = 1024 * 1024;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+function say(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+/** Spawns one connector (built executable when ONEDRIVE_BENCH_EXE is set, else the sources through tsx) and sends Init. */
+async function connector(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>): Promise<LaunchedPlugin> {
+  const exe = process.env.ONEDRIVE_BENCH_EXE;
+  const p = exe
+    ? await launchPlugin({ executable: join(ROOT, exe), args: [kind] })
+    : await launchPlugin({ executable: process.execPath, args: ['--import', 'tsx', join(ROOT, 'scripts/dev-entry.ts'), join(ROOT, 'integrations/onedrive'), kind] });
+  await p.host.init(kind, 'onedrive', config, { maxConcurrency: 4 });
+  return p;
+}
+
+/** Bytes of a synthetic file: a fixed random block repeated with a counter, so it neither compresses nor costs CPU. */
+async function* synthetic(size: number): AsyncGenerator<Uint8Array> {
+  const block = randomBytes(MiB);
+  for (let sent = 0, n = 0; sent < size; sent += MiB, n++) {
+    const piece = Buffer.from(block.subarray(0, Math.min(MiB, size - sent)));
+    piece.writeUInt32LE(n, 0);
+    yield piece;
+  }
+}
+
+async function restoreBig(emu: GraphEmulator, folder: string, size: number): Promise<{ seconds: number; rss: number; sha256: string }> {
+  const hash = createHash('sha256');
+  const p = await connector('exporter', emu.config(`onedrive://${folder}`, { chunk_size: '10MiB' }));
+  try {
+    const started = performance.now();
+    const out = await p.host.exportTree([
+      { path: '/', info: { name: 'bench', mode: 0x800001ed } },
+      {
+        path: '/big.bin',
+        info: { name: 'big.bin', mode: 0o644, size, modTime: { seconds: 1_700_000_000, nanos: 0 } },
+        content: async function* () {
+          for await (const piece of synthetic(size)) {
+            hash.update(piece);
+            yield piece;
+          }
+        },
+      },
+    ]);
+    const seconds = (performance.now() - started) / 1000;
+    if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
+    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex') };
+  } finally {
+    await p.dispose();
+  }
+}
+
+async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds: number; rss: number; sha256: string; bytes: number }> {
+  const p = await connector('importer', emu.config(`onedrive://${folder}`));
+  try {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    const started = performance.now();
+    const out = await p.host.importAll({
+      maxConcurrency: 2,
+      content: (r: WireRecord) =>
+        r.pathname.endsWith('big.bin')
+          ? new Writable({
+              write(chunk: Buffer, _e, cb) {
+                hash.update(chunk);
+                bytes += chunk.length;
+                cb();
+              },
+            })
+          : undefined,
+    });
+    const seconds = (performance.now() - started) / 1000;
+    if (out.itemErrors.length > 0) throw new Error(`backup failed: ${out.itemErrors[0]?.message}`);
+    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes };
+  } finally {
+    await p.dispose();
+  }
+}
+
+async function bigFile(emu: GraphEmulator, mib: number, rssLimit?: number): Promise<void> {
+  const size = mib * MiB;
+  const folder = `/Bench/${mib}MiB`;
+  const r = await restoreBig(emu, folder, size);
+  say(`restore ${mib} MiB (upload session, 10 MiB fragments)   ${r.seconds.toFixed(1)} s  ${(mib / r.seconds).toFixed(1)} MiB/s  exporter peak RSS ${(r.rss / MiB).toFixed(0)} MiB`);
+  const b = await backupBig(emu, folder);
+  say(`backup ${mib} MiB (verified ranged download)        ${b.seconds.toFixed(1)} s  ${(mib / b.seconds).toFixed(1)} MiB/s  importer peak RSS ${(b.rss / MiB).toFixed(0)} MiB`);
+  if (b.sha256 !== r.sha256 || b.bytes !== size) throw new Error('the backed-up bytes differ from the restored ones');
+  if (rssLimit !== undefined) {
+    const worst = Math.max(r.rss, b.rss);
+    say(`  peak connector memory ${(worst / MiB).toFixed(0)} MiB (limit ${(rssLimit / MiB).toFixed(0)} MiB): ${worst < rssLimit ? 'ok' : 'OVER'}`);
+    if (worst >= rssLimit) process.exitCode = 1;
+  }
+}
+
+async function repository(emu: GraphEmulator, objects: number): Promise<void> {
+  const p = await connector('storage', emu.config('onedrive:///Bench/repo'));
+  try {
+    await p.host.create(Buffer.from('_KLOSET_bench'));
+    const macs: Buffer[] = [];
+    let t = performance.now();
+    let inFlight: Promise<unknown>[] = [];
+    for (let i = 0; i < objects; i++) {
+      const mac = randomBytes(32);
+      macs.push(mac);
+      inFlight.push(p.host.put(RESOURCE.PACKFILE, mac, randomBytes(1024 + (i % 16) * 1024)));
+      // The host runs at most two Puts at once (PROTOCOL.md §9).
+      if (inFlight.length === 2) {
+        await Promise.all(inFlight);
+        inFlight = [];
+      }
+    }
+    await Promise.all(inFlight);
+    let s = (performance.now() - t) / 1000;
+    say(`repository: ${objects} Puts (1–16 KiB, 2 at a time)          ${s.toFixed(1)} s  ${(objects / s).toFixed(0)} objects/s`);
+    t = performance.now();
+    const listed = await p.host.list(RESOURCE.PACKFILE);
+    s = (performance.now() - t) / 1000;
+    say(`repository: List of ${listed.length} objects (256 buckets)      ${s.toFixed(2)} s`);
+    if (listed.length !== objects) throw new Error(`listed ${listed.length} of ${objects}`);
+    t = performance.now();
+    const gets = Math.min(1000, objects);
+    for (let i = 0; i < gets; i++) await p.host.get(RESOURCE.PACKFILE, macs[i] as Buffer, { offset: 16, length: 512 });
+    s = (performance.now() - t) / 1000;
+    say(`repository: ${gets} ranged Gets, one at a time (cache on)  ${s.toFixed(1)} s  ${((s / gets) * 1000).toFixed(1)} ms each`);
+    say(`  storage peak RSS ${(peakRss(p.process.pid) / MiB).toFixed(0)} MiB; Graph/HTTP requests so far ${emu.count()}`);
+  } finally {
+    await p.dispose();
+  }
+}
+
+async function main(): Promise<void> {
+  const bigMib = arg('big-mib', 300);
+  const hugeMib = arg('huge-mib', 2048);
+  const objects = arg('objects', 5000);
+  const emu = await startGraphEmulator();
+  say(`onedrive bench: Graph emulator at ${emu.url}; connectors ${process.env.ONEDRIVE_BENCH_EXE ? `from ${process.env.ONEDRIVE_BENCH_EXE}` : 'from sources (tsx)'}`);
+  try {
+    if (bigMib > 0) await bigFile(emu, bigMib);
+    if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * MiB);
+    if (objects > 0) await repository(emu, objects);
+  } finally {
+    await emu.close();
+  }
+}
+
+if (existsSync(join(ROOT, 'integrations/onedrive/index.ts'))) await main();
