@@ -5,6 +5,7 @@ import {
   AuthError,
   ConfigError,
   describeError,
+  FatalError,
   isTransientNetworkError,
   KlosetError,
   Pacer,
@@ -411,7 +412,7 @@ export class Pool {
 
   /** Runs `fn` on one connection (preferring one that has `prefer` open); a connection error drops it. */
   async use<T>(prefer: string | undefined, fn: (s: Session) => Promise<T>): Promise<T> {
-    const session = await this.acquire(prefer);
+    const session = await this.acquireOrStop(prefer);
     try {
       const value = await fn(session);
       this.release(session, false);
@@ -420,6 +421,16 @@ export class Pool {
       const e = normalizeError(err, this.settings);
       this.release(session, isConnectionError(e) || !session.usable);
       throw e;
+    }
+  }
+
+  /** `acquire` for `use`: a login refused after Init (password changed, token expired) must stop the whole run. */
+  private async acquireOrStop(prefer: string | undefined): Promise<Session> {
+    try {
+      return await this.acquire(prefer);
+    } catch (err) {
+      if (err instanceof AuthError || err instanceof QuotaError) throw new FatalError(err.message, { cause: err, code: err.code });
+      throw err;
     }
   }
 

@@ -2,9 +2,13 @@
 import { Readable } from 'node:stream';
 import type { FetchMessageObject, ListResponse } from 'imapflow';
 import {
+  AuthError,
   defineImporter,
+  describeError,
+  FatalError,
   joinPath,
   NotFoundError,
+  QuotaError,
   ServiceError,
   type ImportItem,
   type XattrItem,
@@ -120,12 +124,11 @@ export const importer = defineImporter({
             yield* importMailbox(plan, signal);
           } catch (err) {
             if (signal.aborted) return;
-            if (err instanceof ServiceError || err instanceof NotFoundError) {
-              ctx.log.warn(`cannot back up mailbox ${plan.name}: ${err.message}`);
-              yield { type: 'error', path: plan.path, error: `cannot back up mailbox ${JSON.stringify(plan.name)}: ${err.message}` };
-              continue;
-            }
-            throw err;
+            // Credentials revoked or the account gone: stop. Anything else is this mailbox's problem only.
+            if (err instanceof FatalError || err instanceof AuthError || err instanceof QuotaError) throw err;
+            const text = describeError(err);
+            ctx.log.warn(`cannot back up mailbox ${plan.name}: ${text}`);
+            yield { type: 'error', path: plan.path, error: `cannot back up mailbox ${JSON.stringify(plan.name)}: ${text}` };
           }
         }
       },
