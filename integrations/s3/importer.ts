@@ -70,7 +70,7 @@ export const importer = defineImporter({
     const s3 = new S3(ctx, { location: loc, options: o, maxSockets: socketsFor(o.concurrency + hostConcurrency * 2) });
     await s3.probe(`cannot back up ${loc.display}`);
     const root = prefixToPath(loc.prefix);
-    let tagsEnabled = o.tags;
+    let tagsEnabled = o.tags !== 'never';
 
     const describe = async (obj: ListedObject): Promise<Described> => {
       const marker = obj.key.endsWith('/') && obj.size === 0;
@@ -80,6 +80,8 @@ export const importer = defineImporter({
       let mtime = obj.lastModified;
       const d: Described = { obj, marker, meta, mtime };
       try {
+        /** Whether the HEAD told us the object has no tags (auto mode trusts x-amz-tagging-count). */
+        let untagged = false;
         if (o.metadata) {
           const head = await s3.call(s3.url(obj.key), (abortSignal) =>
             s3.client.send(new HeadObjectCommand({ Bucket: s3.bucket, Key: obj.key, ...s3.ssec, ...s3.payer }), { abortSignal }),
@@ -91,8 +93,9 @@ export const importer = defineImporter({
           if (head.ServerSideEncryption) meta.info.sse = head.ServerSideEncryption;
           if (head.SSECustomerAlgorithm) meta.info.sse = `customer-${head.SSECustomerAlgorithm}`;
           mtime = parseMtime(meta.user['mtime']) ?? mtime;
+          untagged = o.tags === 'auto' && !(head.TagCount && head.TagCount > 0);
         }
-        if (tagsEnabled) {
+        if (tagsEnabled && !untagged) {
           try {
             const tagging = await s3.call(s3.url(obj.key), (abortSignal) =>
               s3.client.send(new GetObjectTaggingCommand({ Bucket: s3.bucket, Key: obj.key, ...s3.payer }), { abortSignal }),

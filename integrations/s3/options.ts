@@ -139,9 +139,9 @@ export const importerOptions = [
     help: 'Read each object’s metadata (HEAD): Content-Type, Cache-Control, Content-Encoding/Disposition/Language, Expires, user metadata and X-Amz-Meta-Mtime, kept as extended attributes.\nTurning it off saves one request per object; the listing still gives size, mtime, storage class and ETag.',
     default: true,
   }),
-  opt.bool('tags', {
-    help: 'Read each object’s tags (one GetObjectTagging request per object), kept as extended attributes.',
-    default: true,
+  opt.enum('tags', ['auto', 'always', 'never'] as const, {
+    help: 'Read object tags (GetObjectTagging), kept as extended attributes.\n`auto` (default) asks only for objects whose HEAD reports tags (x-amz-tagging-count, sent by AWS, Ceph and MinIO), and for every object when metadata=false; `always` asks for every object, for services that do not report the count; `never` skips tags.',
+    default: 'auto',
   }),
   concurrencyOption(16, 'Metadata and tag requests in flight at once while listing.'),
 ] as const;
