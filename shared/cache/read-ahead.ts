@@ -162,10 +162,13 @@ export class ReadAheadCache {
   async dispose(): Promise<void> {
     this.disposed = true;
     process.off('exit', this.onExit);
-    for (const e of this.entries.values()) await e.fh?.close().catch(() => undefined);
+    const entries = [...this.entries.values()];
     this.entries.clear();
+    // Let downloads in flight (prefetches included) finish writing before the directory goes.
+    await Promise.all(entries.map((e) => e.ready?.catch(() => undefined)));
+    for (const e of entries) await e.fh?.close().catch(() => undefined);
     const dir = this.dirPath ?? (await this.dirPromise?.catch(() => undefined));
-    if (dir) await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 3 });
   }
 
   private removeSync(): void {
