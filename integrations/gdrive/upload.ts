@@ -81,6 +81,30 @@ export class ChunkReader {
     return out;
   }
 
+  /**
+   * Fills `target` from `start` with the next bytes (fewer only at the end) and returns how many bytes it now holds;
+   * afterwards `done` tells whether more bytes follow. Uploads reuse one buffer for all their chunks this way, so a
+   * large file does not leave a trail of chunk-sized garbage behind it.
+   */
+  async fill(target: Buffer, start: number): Promise<number> {
+    let filled = start;
+    while (filled < target.length) {
+      if (this.pendingLength === 0) {
+        if (this.sourceEnded) break;
+        await this.pull();
+        continue;
+      }
+      const head = this.pending[0] as Buffer;
+      const n = head.copy(target, filled, 0, Math.min(head.length, target.length - filled));
+      filled += n;
+      this.pendingLength -= n;
+      if (n === head.length) this.pending.shift();
+      else this.pending[0] = head.subarray(n);
+    }
+    while (this.pendingLength === 0 && !this.sourceEnded) await this.pull();
+    return filled;
+  }
+
   /** Stops reading the source. */
   async cancel(): Promise<void> {
     await this.it.return?.();
@@ -227,7 +251,10 @@ async function resumable(
 ): Promise<{ file: DriveFile; size: number }> {
   let session = await startSession(client, target);
   let offset = 0;
-  let chunk: Buffer = Buffer.concat([first, await reader.read(chunkSize - first.length)]);
+  // One buffer for every chunk of this upload (filled, sent until Drive has it, then refilled).
+  const buffer = Buffer.allocUnsafe(chunkSize);
+  first.copy(buffer);
+  let chunk = buffer.subarray(0, await reader.fill(buffer, first.length));
   for (;;) {
     const final = reader.done;
     const total = final ? offset + chunk.length : undefined;
@@ -251,7 +278,7 @@ async function resumable(
       if (!answer) throw new ServiceError('uploadIncomplete', `${target.what}: Drive did not confirm the end of the upload`);
       return { file: answer, size: offset };
     }
-    chunk = await reader.read(chunkSize);
+    chunk = buffer.subarray(0, await reader.fill(buffer, 0));
   }
 }
 

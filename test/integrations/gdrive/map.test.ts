@@ -159,6 +159,14 @@ describe('gdrive upload: chunk reader', () => {
     expect(b.length).toBe(200);
     expect(r.done).toBe(true);
     expect(Buffer.concat([a, b]).equals(Buffer.concat(pieces))).toBe(true);
+    const f = new ChunkReader(Readable.from(pieces));
+    const buf = Buffer.alloc(300);
+    expect(await f.fill(buf, 0)).toBe(300);
+    expect(f.done).toBe(false);
+    expect(buf.equals(Buffer.concat(pieces).subarray(0, 300))).toBe(true);
+    expect(await f.fill(buf, 0)).toBe(100);
+    expect(f.done).toBe(true);
+    expect(buf.subarray(0, 100).equals(Buffer.concat(pieces).subarray(300))).toBe(true);
     const empty = new ChunkReader(Readable.from([]));
     expect((await empty.read(10)).length).toBe(0);
     expect(empty.done).toBe(true);
