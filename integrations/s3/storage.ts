@@ -151,8 +151,11 @@ export const storage = defineStorage({
       },
 
       async open() {
+        const what = `cannot open the repository at ${repo}`;
         try {
-          return await readAll(await s3.download(s3.key(CONFIG_NAME), { what: `cannot open the repository at ${repo}` }));
+          // A quick probe first: a wrong endpoint or bad credentials fail in a second, not after a full backoff.
+          await s3.probe(what);
+          return await readAll(await s3.download(s3.key(CONFIG_NAME), { what }));
         } catch (err) {
           if (err instanceof NotFoundError) {
             const bucketMissing = /NoSuchBucket/.test(err.message);

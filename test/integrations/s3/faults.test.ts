@@ -1,0 +1,214 @@
+// s3 under faults: connections reset mid-transfer, bursts of 503 SlowDown / 500, failing listings, and the Init/Open
+// errors of a wrong secret, a missing bucket and a bad endpoint — with no secret ever in stderr or a message.
+import { join } from 'node:path';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { integration } from '../../../integrations/s3/index.ts';
+import { createLimiter } from '../../../shared/index.ts';
+import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
+import { RESOURCE } from '../../harness/index.ts';
+import { restoreEntries, seedBucket, type BucketFixture } from './bucket-fixture.ts';
+import { describeBucket } from './inspect.ts';
+import { bursts, startFlakyProxy, startResetProxy, type Proxy } from './proxies.ts';
+import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
+
+const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
+const MiB = 1024 * 1024;
+const rgw = await radosgw();
+const sdk: S3Client = sdkClient(rgw);
+const opened: OpenConnector[] = [];
+const proxies: Proxy[] = [];
+const messages: string[] = [];
+/** Small parts so that large objects are multipart uploads whose parts get cut. */
+const tuning = { part_size: '5MiB', upload_cutoff: '5MiB', upload_concurrency: '2' };
+
+afterAll(async () => {
+  for (const c of opened) {
+    try {
+      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
+    } finally {
+      await c.dispose();
+    }
+  }
+  for (const m of messages) assertNoSecrets(m, [rgw.secretKey], 'a status message');
+  for (const p of proxies) await p.close();
+  sdk.destroy();
+  await rgw.stop();
+});
+
+async function open(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>, env?: NodeJS.ProcessEnv): Promise<OpenConnector> {
+  const c = await openConnector(target, kind, env);
+  opened.push(c);
+  await c.host.init(kind, 's3', config, kind === 'storage' ? undefined : { maxConcurrency: 4 });
+  return c;
+}
+
+async function failure(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    const text = (err as Error).message;
+    messages.push(text);
+    return text;
+  }
+  throw new Error('expected a failure');
+}
+
+/** Points a config at a proxy instead of the server. */
+function via(proxy: Proxy, config: Record<string, string>): Record<string, string> {
+  return { ...config, location: (config.location as string).replace(hostOf(rgw), hostOf(proxy)) };
+}
+
+/** Backup through `proxy`, restore through it, and compare both buckets and every byte. */
+async function roundTripThrough(proxy: Proxy, fixture: BucketFixture): Promise<void> {
+  const importer = await open('importer', via(proxy, configFor(rgw, fixture.bucket, 'source')));
+  const imported = await importer.host.importAll({ maxConcurrency: 4, content: 'bytes' });
+  expect(imported.status.code).toBe(0);
+  expect(imported.errors).toEqual([]);
+  expect(imported.itemErrors).toEqual([]);
+  const dst = bucketName('fault-dst');
+  const exporter = await open('exporter', via(proxy, configFor(rgw, dst, 'restored', tuning)));
+  const exported = await exporter.host.exportTree(restoreEntries(imported, '/source'));
+  expect(exported.status.code, exported.status.details).toBe(0);
+  expect(exported.itemErrors).toEqual([]);
+  const [before, after] = await Promise.all([describeBucket(sdk, fixture.bucket, 'source/'), describeBucket(sdk, dst, 'restored/')]);
+  expect([...after.keys()].sort()).toEqual([...before.keys()].sort());
+  for (const [key, src] of before) expect(after.get(key)?.sha256, key).toBe(src.sha256);
+}
+
+/** Puts packfiles (small and multipart) through `proxy` and reads them back whole and in ranges. */
+async function storageThrough(proxy: Proxy): Promise<void> {
+  const store = await open('storage', via(proxy, configFor(rgw, bucketName('fault-repo'), 'repo', tuning)));
+  await store.host.create(Buffer.from('_KLOSET_faults'));
+  const items = [3, 700_000, 12 * MiB + 5].map((size, i) => ({ mac: randomMac(), data: pseudoRandom(size, 100 + i) }));
+  await Promise.all(items.map((x) => store.host.put(RESOURCE.PACKFILE, x.mac, x.data)));
+  for (const x of items) {
+    expect(sha256(await store.host.get(RESOURCE.PACKFILE, x.mac))).toBe(sha256(x.data));
+    const offset = Math.floor(x.data.length / 3);
+    const length = Math.min(2 * MiB, x.data.length - offset);
+    expect((await store.host.get(RESOURCE.PACKFILE, x.mac, { offset, length })).equals(x.data.subarray(offset, offset + length))).toBe(true);
+  }
+  expect((await store.host.list(RESOURCE.PACKFILE)).length).toBe(items.length);
+  expect((await store.host.open()).toString()).toBe('_KLOSET_faults');
+}
+
+describe('s3: transfers survive faults', () => {
+  let fixture: BucketFixture;
+  const seeded = async (): Promise<BucketFixture> => (fixture ??= await seedBucket(sdk, bucketName('fault-src'), 'source/', 100, 16 * MiB));
+
+  it(
+    'connections reset in the middle of uploads and downloads: complete, byte-identical backup, restore and storage',
+    async () => {
+      const f = await seeded();
+      // Each reset lands after 6 MiB more traffic: more than one 5 MiB part, so every retried part can get through.
+      const proxy = await startResetProxy(rgw.endpoint, { everyBytes: 6 * MiB });
+      proxies.push(proxy);
+      await roundTripThrough(proxy, f);
+      await storageThrough(proxy);
+      expect(proxy.stats.resets).toBeGreaterThanOrEqual(10);
+    },
+    600_000,
+  );
+
+  it(
+    'bursts of 503 SlowDown and 500 InternalError: complete, byte-identical backup, restore and storage',
+    async () => {
+      const f = await seeded();
+      const proxy = await startFlakyProxy(rgw.endpoint, bursts(7, 2));
+      proxies.push(proxy);
+      await roundTripThrough(proxy, f);
+      await storageThrough(proxy);
+      expect(proxy.stats.byStatus[503]).toBeGreaterThan(20);
+      expect(proxy.stats.byStatus[500]).toBeGreaterThan(20);
+    },
+    600_000,
+  );
+
+  it('a listing that keeps failing fails List and the import with the cause, never a short list', async () => {
+    const bucket = bucketName('fault-list');
+    const config = configFor(rgw, bucket, 'repo', { max_retries: '3' });
+    const store = await open('storage', config);
+    await store.host.create(Buffer.from('_KLOSET_list'));
+    const limit = createLimiter(32);
+    await Promise.all(
+      Array.from({ length: 1001 }, () => randomMac()).map((mac) =>
+        limit(() => sdk.send(new PutObjectCommand({ Bucket: bucket, Key: `repo/locks/${mac.toString('hex')}`, Body: 'l' }))),
+      ),
+    );
+    expect((await store.host.list(RESOURCE.LOCK)).length).toBe(1001);
+    // Every request for a second listing page fails: the first page alone must not pass for the whole listing.
+    const proxy = await startFlakyProxy(rgw.endpoint, (_n, req) => (req.url.includes('continuation-token') ? 500 : 'pass'));
+    proxies.push(proxy);
+    const flaky = await open('storage', via(proxy, config));
+    const text = await failure(flaky.host.list(RESOURCE.LOCK));
+    expect(text).toMatch(/^failed to list lock: s3 storage: cannot list s3:\/\/[^ ]+\/repo\/locks\/: gave up after 3 attempts over [\d.]+s: InternalError \(HTTP 500\)/);
+    const importer = await open('importer', via(proxy, configFor(rgw, bucket, 'repo', { max_retries: '3' })));
+    expect(await failure(importer.host.importAll({ openContent: false }))).toMatch(
+      /^rpc error: code = Unknown desc = s3 importer: cannot list s3:\/\/[^ ]+\/repo\/: gave up after 3 attempts over [\d.]+s: InternalError \(HTTP 500\)/,
+    );
+  }, 120_000);
+});
+
+describe('s3: Init and Open fail with a clear message', () => {
+  it('a wrong secret', async () => {
+    const bucket = bucketName('auth');
+    const good = configFor(rgw, bucket, 'data');
+    await (await open('storage', good)).host.create(Buffer.from('_KLOSET_'));
+    const bad = { ...good, secret_access_key: `${rgw.secretKey.slice(0, -4)}XXXX` };
+    const hint = /the request signature does not match \(hint: check secret_access_key, and region for services outside AWS\) \(SignatureDoesNotMatch\)$/;
+    const importer = await openConnector(target, 'importer', { KLOSET_TS_LOG: 'debug' });
+    opened.push(importer);
+    const i = await failure(importer.host.init('importer', 's3', bad));
+    expect(i).toMatch(/^s3 importer: cannot back up s3:\/\/[^ ]+\/data: /);
+    expect(i).toMatch(hint);
+    const exporter = await openConnector(target, 'exporter', { KLOSET_TS_LOG: 'debug' });
+    opened.push(exporter);
+    expect(await failure(exporter.host.init('exporter', 's3', bad))).toMatch(/^s3 exporter: cannot reach bucket s3:\/\/[^ ]+: /);
+    const store = await open('storage', bad, { KLOSET_TS_LOG: 'debug' });
+    const o = await failure(store.host.open());
+    expect(o).toMatch(/^s3 storage: cannot open the repository at s3:\/\/[^ ]+\/data: /);
+    expect(o).toMatch(hint);
+    expect(await failure(store.host.ping())).toMatch(/SignatureDoesNotMatch/);
+    const unknownKey = { ...good, access_key: 'NOSUCHKEY0000000' };
+    expect(await failure((await open('storage', unknownKey)).host.open())).toMatch(/the access key is not known to the service \(hint: check access_key\) \(InvalidAccessKeyId\)$/);
+  });
+
+  it('a missing bucket', async () => {
+    const config = configFor(rgw, bucketName('missing'), 'data');
+    const bucket = (config.location as string).split('/')[3] as string;
+    const importer = await openConnector(target, 'importer');
+    opened.push(importer);
+    expect(await failure(importer.host.init('importer', 's3', config))).toBe(
+      `s3 importer: cannot back up ${config.location}: bucket "${bucket}" does not exist (NoSuchBucket) (hint: check the location, or create the bucket)`,
+    );
+    const store = await open('storage', config);
+    expect(await failure(store.host.open())).toBe(
+      `s3 storage: no repository at ${config.location}: bucket "${bucket}" does not exist (hint: check the location, or run plakar create)`,
+    );
+    const empty = await open('storage', configFor(rgw, bucketName('nocfg'), 'data'));
+    await empty.host.create(Buffer.from('_KLOSET_'));
+    const other = await open('storage', { ...configFor(rgw, (empty.host.initResult?.root ?? '').split('/')[1] as string, 'elsewhere') });
+    expect(await failure(other.host.open())).toMatch(/^s3 storage: no repository at s3:\/\/[^ ]+\/elsewhere \(no CONFIG object\)/);
+  });
+
+  it('a bad endpoint fails in seconds, not after a full backoff', async () => {
+    const refused = configFor(rgw, 'bucket', 'data');
+    refused.location = 's3://127.0.0.1:1/bucket/data';
+    const started = Date.now();
+    const importer = await openConnector(target, 'importer');
+    opened.push(importer);
+    expect(await failure(importer.host.init('importer', 's3', refused))).toMatch(
+      /^s3 importer: cannot back up s3:\/\/127\.0\.0\.1:1\/bucket\/data: .*connection refused by 127\.0\.0\.1:1 \(hint: check location, endpoint, port and use_tls\)/,
+    );
+    const store = await open('storage', refused);
+    expect(await failure(store.host.open())).toMatch(/^s3 storage: cannot open the repository at s3:\/\/127\.0\.0\.1:1\/bucket\/data: .*connection refused/);
+    expect(Date.now() - started).toBeLessThan(15_000);
+    const unresolvable = { ...refused, location: 's3://no-such-host.invalid/bucket' };
+    const exporter = await openConnector(target, 'exporter');
+    opened.push(exporter);
+    expect(await failure(exporter.host.init('exporter', 's3', unresolvable))).toMatch(/cannot resolve host "no-such-host\.invalid" \(hint: check location and endpoint\)/);
+    const tls = { ...configFor(rgw, 'bucket', 'data'), use_tls: 'true' };
+    expect(await failure((await open('storage', tls)).host.open())).toMatch(/does not seem to speak TLS there \(hint: use_tls=false/);
+  }, 60_000);
+});
