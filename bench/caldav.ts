@@ -3,29 +3,9 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Account } from '../test/integrations/caldav/dav-util.ts';
+import { benchEvent } from '../test/integrations/caldav/fixtures.ts';
 import { backup, files, restore, snapshot } from '../test/integrations/caldav/host.ts';
 import { startRadicale, type RunningServer } from '../test/integrations/caldav/servers.ts';
-
-/** One generated event: a weekly series every tenth object, non-ASCII text, a description of a few hundred bytes. */
-export function benchEvent(i: number): string {
-  const day = new Date(Date.UTC(2024, 0, 1) + (i % 365) * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
-  const lines = [
-    'BEGIN:VCALENDAR',
-    'VERSION:2.0',
-    'PRODID:-//kloset-ts//caldav bench//EN',
-    'BEGIN:VEVENT',
-    `UID:bench-${i}@kloset.test`,
-    'DTSTAMP:20240101T000000Z',
-    `LAST-MODIFIED:20240102T${String(i % 24).padStart(2, '0')}0000Z`,
-    `DTSTART:${day}T${String(8 + (i % 10)).padStart(2, '0')}0000Z`,
-    `DTEND:${day}T${String(9 + (i % 10)).padStart(2, '0')}0000Z`,
-    `SUMMARY:Event n°${i} — réunion`,
-    `DESCRIPTION:${'Agenda item, notes and links. '.repeat(8).trim()}`,
-  ];
-  if (i % 10 === 0) lines.push('RRULE:FREQ=WEEKLY;COUNT=10');
-  lines.push('END:VEVENT', 'END:VCALENDAR');
-  return `${lines.join('\r\n')}\r\n`;
-}
 
 /** Writes `n` events straight into Radicale's storage folder (a PUT each would take minutes on Radicale). */
 export function seedRadicaleCalendar(srv: RunningServer, user: string, name: string, n: number): void {

@@ -421,7 +421,11 @@ export class DavHttp {
         const h = await this.auth.header(req.method, url);
         if (h !== undefined) headers.authorization = h;
       }
+      const started = Date.now();
       const res = await this.send(req.method, url, headers, req.body);
+      if (this.log.enabled('debug')) {
+        this.log.debug('http', { method: req.method, path: url.pathname, status: res.status, ms: Date.now() - started, bytes: res.body.length });
+      }
       if (res.status === 401 && !noAuth) {
         authTries++;
         if (authTries <= 2 && sameOrigin && (await this.auth.renew(res, authTries))) continue;

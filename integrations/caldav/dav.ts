@@ -388,13 +388,19 @@ export class Dav {
    * calendar-query per component type keeps only objects holding one of them (server-side filtering).
    */
   async listResources(collection: URL, components?: readonly string[]): Promise<ResourceInfo[]> {
-    const props = ['<d:getetag/>', '<d:getlastmodified/>', '<d:resourcetype/>'];
+    const props = ['<d:getetag/>', '<d:getlastmodified/>', '<d:getcontentlength/>', '<d:resourcetype/>'];
     const found = new Map<string, ResourceInfo>();
     const add = (all: MsResponse[]): void => {
       for (const r of all) {
         if (pathKey(r.url) === pathKey(collection) || resourceTypes(r).has(clark(NS.DAV, 'collection'))) continue;
         if (r.status !== undefined && (r.status < 200 || r.status >= 300)) continue;
-        found.set(pathKey(r.url), { url: r.url, etag: propText(r, NS.DAV, 'getetag')?.trim(), lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')) });
+        const length = Number(propText(r, NS.DAV, 'getcontentlength') ?? NaN);
+        found.set(pathKey(r.url), {
+          url: r.url,
+          etag: propText(r, NS.DAV, 'getetag')?.trim(),
+          lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')),
+          size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
+        });
       }
     };
     if (components && this.kind === 'caldav') {
@@ -431,6 +437,25 @@ export class Dav {
         etag: propText(r, NS.DAV, 'getetag')?.trim(),
         data: node?.text,
       });
+    }
+    return out;
+  }
+
+  /**
+   * Every object of a collection with its data in one calendar-query / addressbook-query REPORT. Servers that find
+   * objects by name in linear time (Xandikos: ~0.2 s per href in a 2,000-object calendar, for multiget and GET
+   * alike) answer this in one pass, so it is how whole collections are read when their size allows.
+   */
+  async queryAll(collection: URL): Promise<Map<string, FetchedObject>> {
+    const caldav = this.kind === 'caldav';
+    const body = caldav
+      ? `<?xml version="1.0" encoding="utf-8"?>\n<c:calendar-query ${XMLNS}><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter></c:calendar-query>`
+      : `<?xml version="1.0" encoding="utf-8"?>\n<card:addressbook-query ${XMLNS}><d:prop><d:getetag/><card:address-data/></d:prop></card:addressbook-query>`;
+    const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
+    const out = new Map<string, FetchedObject>();
+    for (const r of this.multistatus(res, `REPORT ${caldav ? 'calendar' : 'addressbook'}-query ${collection.href}`)) {
+      const node = caldav ? prop(r, NS.CALDAV, 'calendar-data') : prop(r, NS.CARDDAV, 'address-data');
+      if (node) out.set(pathKey(r.url), { status: 200, etag: propText(r, NS.DAV, 'getetag')?.trim(), data: node.text });
     }
     return out;
   }
@@ -571,6 +596,8 @@ export interface ResourceInfo {
   url: URL;
   etag: string | undefined;
   lastModified: Date | undefined;
+  /** getcontentlength, when the server lists it. */
+  size?: number | undefined;
 }
 
 /** An object as fetched: status 200 with data, or the status the server gave for it. */

@@ -22,6 +22,8 @@ import { checkAuthOptions, COMPONENTS, importerOptions, kindOf, LOCATION, server
 const CACHE_BYTES = 32 * 1024 * 1024;
 /** First read-ahead window of a collection read lazily, in objects. */
 const FIRST_WINDOW = 4;
+/** Largest collection (sum of getcontentlength) read with one query while listing; bigger ones go by multiget batches. */
+const QUERY_ALL_BYTES = 24 * 1024 * 1024;
 
 /** The caldav importer. */
 export const importer = defineImporter({
@@ -137,14 +139,19 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
       continue;
     }
     // No getlastmodified (Xandikos and others): the mtime has to come from LAST-MODIFIED inside each object, so
-    // objects are fetched batch by batch while listing; bodies wait in the bounded cache for the host's Opens.
+    // objects are fetched while listing — the whole collection in one query when its listed size allows, else batch
+    // by batch — and the bodies wait in the bounded cache for the host's Opens.
+    const known = resources.every((r) => r.size !== undefined);
+    const total = resources.reduce((sum, r) => sum + (r.size ?? 0), 0);
+    const whole = known && total <= QUERY_ALL_BYTES ? await fetcher.queryAll() : undefined;
     for (let i = 0; i < resources.length; i += w.batchSize) {
       if (w.signal.aborted) return;
       const batch = resources.slice(i, i + w.batchSize);
-      const got = await fetcher.prefetch(batch.map((r) => r.url));
+      const missing = batch.filter((r) => !whole?.has(pathKey(r.url)));
+      const got = missing.length > 0 ? await fetcher.prefetch(missing.map((r) => r.url)) : new Map<string, Entry>();
       for (const r of batch) {
         const path = pathOf(r);
-        const e = got.get(pathKey(r.url));
+        const e = whole?.get(pathKey(r.url)) ?? got.get(pathKey(r.url));
         if (!e || e.error !== undefined || !e.body) {
           yield { type: 'error', path, error: e?.error ?? 'the server did not return this object' };
           continue;
@@ -261,6 +268,31 @@ class ObjectFetcher {
   /** Fetches a listing batch (objects without getlastmodified) and returns each entry; the bodies stay cached for Open. */
   async prefetch(urls: URL[]): Promise<Map<string, Entry>> {
     return this.fetch(urls.map(pathKey));
+  }
+
+  /**
+   * Reads the whole collection with one query (see Dav.queryAll) and caches every entry for Open. Returns the
+   * entries by key; objects the query did not return are absent (they are fetched by multiget instead).
+   */
+  async queryAll(): Promise<Map<string, Entry>> {
+    const out = new Map<string, Entry>();
+    let got: Map<string, FetchedObject>;
+    try {
+      got = await this.dav.queryAll(this.collection);
+    } catch (err) {
+      if (err instanceof AuthError) throw err;
+      this.log.once('query-failed', 'info', 'reading a whole collection in one query failed; using multiget', { collection: this.collection.pathname, cause: describeError(err) });
+      return out;
+    }
+    for (const [k, f] of got) {
+      const i = this.position.get(k);
+      if (i === undefined) continue;
+      this.fetched[i] = 1;
+      const e = this.entry(f);
+      out.set(k, e);
+      this.cache.put(k, e);
+    }
+    return out;
   }
 
   private takeCached(key: string): Entry | undefined {

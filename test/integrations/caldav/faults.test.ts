@@ -1,10 +1,12 @@
 // caldav per-item failures: a broken object or one gone between listing and fetch fails alone; the backup goes on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Account } from './dav-util.ts';
-import { simpleEvent, WEEKLY } from './fixtures.ts';
+import { benchEvent, simpleEvent, WEEKLY } from './fixtures.ts';
 import { backup, files } from './host.ts';
 import { startProxy, type Proxy } from './proxy.ts';
 import { startRadicale, startXandikos, type RunningServer } from './servers.ts';
+import { writeFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 
 let radicale: RunningServer;
 let xandikos: RunningServer;
@@ -75,5 +77,40 @@ describe('caldav importer: one bad object is a per-item error', () => {
       ['/work/ghost.ics', 'failed to receive file data: caldav importer: cannot read /work/ghost.ics: no longer on the server (404)'],
     ]);
     expect(b.contents.has('/work/z-weekly.ics')).toBe(true);
+  });
+});
+
+describe('caldav importer: multiget read-ahead', () => {
+  const hrefsIn = (body: string): number => body.match(/<d:href>/g)?.length ?? 0;
+  let p: Proxy;
+  beforeAll(async () => {
+    // 40 events written into Radicale's storage folder (a calendar Radicale lists with getlastmodified: read lazily).
+    const dir = join(radicale.dir, 'collections', 'collection-root', 'alice', 'many');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, '.Radicale.props'), JSON.stringify({ tag: 'VCALENDAR', 'D:displayname': 'Many' }));
+    for (let i = 0; i < 40; i++) writeFileSync(join(dir, `e${String(i).padStart(2, '0')}.ics`), benchEvent(i));
+    p = await startProxy(radicale.url);
+    proxies.push(p);
+  });
+
+  it('grows its window while the host reads everything (a first backup): 40 objects in 4 multigets, no GET', async () => {
+    p.requests.length = 0;
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/many/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    expect(b.itemErrors).toEqual([]);
+    expect(b.contents.size).toBe(41 + 40); // files, the collection file and one caldav.etag attribute each
+    const reports = p.requests.filter((r) => r.method === 'REPORT');
+    expect(reports.map((r) => hrefsIn(r.body))).toEqual([4, 8, 16, 12]);
+    expect(p.requests.filter((r) => r.method === 'GET')).toEqual([]);
+  });
+
+  it('shrinks it when the host opens only a few (an incremental backup): little is fetched for nothing', async () => {
+    p.requests.length = 0;
+    const wanted = new Set(['/many/e05.ics', '/many/e20.ics', '/many/e33.ics']);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/many/`, username: 'alice', password: 'alicepw', use_tls: 'false' }, {
+      openContent: (r) => wanted.has(r.pathname),
+    });
+    expect(b.itemErrors).toEqual([]);
+    const fetched = p.requests.filter((r) => r.method === 'REPORT').reduce((n, r) => n + hrefsIn(r.body), 0);
+    expect(fetched).toBeLessThanOrEqual(6);
   });
 });

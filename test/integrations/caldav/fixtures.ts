@@ -189,3 +189,22 @@ export function simpleCard(uid: string, fn: string): string {
 
 /** A VTIMEZONE calendar for calendar-timezone. */
 export const PARIS_TZ = crlf([...HEAD, ...PARIS, 'END:VCALENDAR']);
+
+/** One generated event for the large calendar: a weekly series every tenth object, non-ASCII, a few hundred bytes. */
+export function benchEvent(i: number): string {
+  const day = new Date(Date.UTC(2024, 0, 1) + (i % 365) * 86_400_000).toISOString().slice(0, 10).replace(/-/g, '');
+  const lines = [
+    ...HEAD,
+    'BEGIN:VEVENT',
+    `UID:bench-${i}@kloset.test`,
+    'DTSTAMP:20240101T000000Z',
+    `LAST-MODIFIED:20240102T${String(i % 24).padStart(2, '0')}0000Z`,
+    `DTSTART:${day}T${String(8 + (i % 10)).padStart(2, '0')}0000Z`,
+    `DTEND:${day}T${String(9 + (i % 10)).padStart(2, '0')}0000Z`,
+    `SUMMARY:Event n°${i} — réunion`,
+    `DESCRIPTION:${'Agenda item, notes and links. '.repeat(8).trim()}`,
+  ];
+  if (i % 10 === 0) lines.push('RRULE:FREQ=WEEKLY;COUNT=10');
+  lines.push('END:VEVENT', 'END:VCALENDAR');
+  return crlf(lines);
+}
