@@ -61,7 +61,7 @@ export function serveStdio(integration: Integration, kind: ConnectorKind): void 
     else log.warn(reason);
     const timer = setTimeout(() => process.exit(code), SHUTDOWN_GRACE_MS);
     timer.unref();
-    served.runtime.shutdown().finally(() => process.exit(code));
+    void served.runtime.shutdown().finally(() => process.exit(code));
   };
   input.on('end', () => exit(0, 'stdin reached end of file: the host is gone, exiting'));
   input.on('close', () => exit(0, 'stdin closed: the host is gone, exiting'));

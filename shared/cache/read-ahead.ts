@@ -165,7 +165,7 @@ export class ReadAheadCache {
     const entries = [...this.entries.values()];
     this.entries.clear();
     // Let downloads in flight (prefetches included) finish writing before the directory goes.
-    await Promise.all(entries.map((e) => e.ready?.catch(() => undefined)));
+    await Promise.all(entries.map((e) => (e.ready ?? Promise.resolve()).catch(() => undefined)));
     for (const e of entries) await e.fh?.close().catch(() => undefined);
     const dir = this.dirPath ?? (await this.dirPromise?.catch(() => undefined));
     if (dir) await rm(dir, { recursive: true, force: true, maxRetries: 3 });

@@ -19,7 +19,8 @@ function typeText(spec: OptionSpec): string {
       return `int${spec.min !== undefined || spec.max !== undefined ? ` (${spec.min ?? '…'}–${spec.max ?? '…'})` : ''}`;
     case 'list':
       return 'comma-separated list';
-    default:
+    case 'string':
+    case 'url':
       return spec.kind;
   }
 }

@@ -108,7 +108,7 @@ export function runExporterConformance(options: ExporterConformanceOptions): voi
         const tree = options.tree ?? standardTree();
         const c = await open(config);
         const out = await c.host.exportTree(entriesFor(tree));
-        expect(out.status.code, out.status.message).toBe(0);
+        expect(out.status.code, out.status.details).toBe(0);
         expect(out.itemErrors).toEqual([]);
         expect(out.results.length).toBe(out.sent.length);
         const got = await options.inspect(config);
@@ -152,7 +152,7 @@ export function runExporterConformance(options: ExporterConformanceOptions): voi
           [{ path: `/${name}`, info: { name, mode: 0o644, size: f.content.length, modTime: { seconds: 1_700_000_000, nanos: 0 } }, content: f.content }],
           { singleFile: true },
         );
-        expect(out.status.code, out.status.message).toBe(0);
+        expect(out.status.code, out.status.details).toBe(0);
         expect(out.itemErrors).toEqual([]);
         const got = await options.inspect(config);
         same(f.content, got.get(`/${name}`) as Buffer, name);

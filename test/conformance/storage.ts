@@ -1,6 +1,6 @@
 // The storage conformance suite: every storage connector runs it against its real server or emulator.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RESOURCE, type PluginHost } from '../harness/index.ts';
+import { RESOURCE, type PluginHost, type ResourceType } from '../harness/index.ts';
 import { decodeMessage, encodeMessage } from '../harness/messages.ts';
 import { assertNoSecrets, openConnector, peakRss, protoOf, spawnMode, type ConformanceTarget, type OpenConnector } from './connect.ts';
 import { bigStream, pseudoRandom, randomMac, sha256 } from './data.ts';
@@ -197,7 +197,7 @@ export function runStorageConformance(options: StorageConformanceOptions): void 
         const { c, config } = await open();
         await c.host.create(configBlob);
         const n = options.manyObjects ?? 2000;
-        const expected = new Map<number, Set<string>>();
+        const expected = new Map<ResourceType, Set<string>>();
         for (const type of [RESOURCE.PACKFILE, RESOURCE.STATE, RESOURCE.LOCK]) {
           const want = new Set<string>();
           const count = type === RESOURCE.PACKFILE ? n : Math.max(10, Math.floor(n / 20));
