@@ -176,7 +176,7 @@ const CONNECTION_CODES = new Set([
   'StateLogout',
 ]);
 
-const THROTTLE_TEXT = /too many (?:simultaneous |concurrent )?connections|connection limit|bandwidth limit|command limit|exceeded command|rate limit|try again later|throttl/i;
+const THROTTLE_TEXT = /too many (?:simultaneous |concurrent )?(?:connections|commands|requests)|connection limit|bandwidth limit|command limit|exceeded command|rate limit|try again later|throttl/i;
 
 /** Dovecot appends `(0.001 + 0.000 secs).` and a timestamp to replies; they only add noise to messages. */
 function tidyServerText(text: string): string {
@@ -208,6 +208,11 @@ export function imapErrorText(err: unknown): string {
 export function normalizeError(err: unknown, settings: ImapSettings): Error {
   if (err instanceof KlosetError || err instanceof ImapError) return err;
   const e = (err ?? {}) as ImapflowErrorFields;
+  // imapflow fills serverResponseCode for some commands only (not FETCH): read the bracketed code from the reply.
+  if (e.responseStatus && !e.serverResponseCode) {
+    const code = responseCodeOf(e.response);
+    if (code) (e as { serverResponseCode?: string }).serverResponseCode = code;
+  }
   const code = e.serverResponseCode?.toUpperCase();
   if (e.authenticationFailed && code !== 'UNAVAILABLE' && code !== 'THROTTLED' && code !== 'LIMIT' && !THROTTLE_TEXT.test(e.responseText ?? '')) {
     const hint = settings.auth === 'xoauth2' || settings.auth === 'oauthbearer' ? 'check access_token (it may have expired)' : 'check username and password; Gmail needs an app password or auth=xoauth2';
@@ -219,6 +224,13 @@ export function normalizeError(err: unknown, settings: ImapSettings): Error {
     return new ImapError(`TLS failed: ${imapErrorText(err)} (for a private CA set tls_ca_file; tls_no_verify=true disables the check)`, { ...e, code: 'TLS' }, err);
   }
   return new ImapError(imapErrorText(err), e, err);
+}
+
+/** The response code (`THROTTLED` in `NO [THROTTLED] …`) of a parsed or compiled reply. */
+function responseCodeOf(response: unknown): string | undefined {
+  if (typeof response === 'string') return /^\S+ (?:NO|BAD|OK) \[([A-Za-z0-9-]+)/.exec(response)?.[1]?.toUpperCase();
+  const section = (response as { attributes?: Array<{ section?: Array<{ value?: unknown }> }> } | undefined)?.attributes?.[0]?.section?.[0]?.value;
+  return typeof section === 'string' ? section.trim().toUpperCase() : undefined;
 }
 
 /** True when the error means the connection is unusable (drop it and reconnect). */

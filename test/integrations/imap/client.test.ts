@@ -17,6 +17,10 @@ describe('imap client: classification', () => {
     expect(classify(normalizeError(reply('NO', 'LIMIT', 'Too many'), settings))).toEqual({ kind: 'throttle' });
     expect(classify(normalizeError(reply('NO', 'ALERT', 'Too many simultaneous connections. (Failure)'), settings))).toEqual({ kind: 'throttle' });
     expect(classify(normalizeError(reply('NO', undefined, 'Account exceeded command or bandwidth limits.'), settings))).toEqual({ kind: 'throttle' });
+    // imapflow leaves serverResponseCode unset for FETCH: the code is read from the parsed reply.
+    const fetchReply = reply('NO', undefined, 'Slow down', { response: { attributes: [{ type: 'ATOM', value: '', section: [{ type: 'ATOM', value: 'THROTTLED' }] }] } });
+    expect(classify(normalizeError(fetchReply, settings))).toEqual({ kind: 'throttle' });
+    expect(classify(normalizeError(reply('NO', undefined, 'x', { response: '12 NO [THROTTLED] x' }), settings))).toEqual({ kind: 'throttle' });
     expect(classify(normalizeError(Object.assign(new Error('throttled'), { code: 'ETHROTTLE', throttleReset: 1500 }), settings))).toEqual({
       kind: 'throttle',
       retryAfterMs: 1500,

@@ -43,6 +43,25 @@ describe('imap importer: dropped connections', () => {
     for (const [key, bytes] of direct.contents) expect((cut.contents.get(key) as Buffer).equals(bytes as Buffer), key).toBe(true);
   });
 
+  it('backs off and retries when the server throttles ([THROTTLED] replies): identical snapshot', async () => {
+    proxy.rules.splice(0, proxy.rules.length);
+    proxy.rewrites.splice(0, proxy.rewrites.length, {
+      direction: 'down',
+      pattern: /^(\S+) OK Fetch completed[^\r\n]*/m,
+      replacement: '$1 NO [THROTTLED] Too many commands, slow down.',
+      times: 3,
+    });
+    const before = proxy.rewritten;
+    try {
+      const throttled = await backup(viaProxy('alice'));
+      expect(proxy.rewritten - before).toBe(3);
+      expect(throttled.itemErrors).toEqual([]);
+      expect(summary(throttled)).toEqual(summary(direct));
+    } finally {
+      proxy.rewrites.splice(0, proxy.rewrites.length);
+    }
+  });
+
   it('turns a message that keeps failing into one per-item error and backs up the rest', async () => {
     // Every body FETCH of UID 7 is cut, whatever the mailbox.
     proxy.rules.splice(0, proxy.rules.length, { direction: 'up', trigger: /UID FETCH 7 \(/, afterBytes: 0, times: Infinity });

@@ -11,8 +11,19 @@ export interface DropRule {
   times: number;
 }
 
+/** Rewrites replies: the first `times` matches of `pattern` in one direction are replaced (a throttling server, say). */
+export interface RewriteRule {
+  direction: 'up' | 'down';
+  pattern: RegExp;
+  replacement: string;
+  times: number;
+}
+
 /** A running proxy. */
 export interface FaultProxy {
+  rewrites: RewriteRule[];
+  /** Rewrites made so far. */
+  rewritten: number;
   port: number;
   /** Connections cut so far. */
   drops: number;
@@ -25,7 +36,7 @@ export interface FaultProxy {
 /** Starts a proxy on 127.0.0.1 in front of `port`. */
 export async function startProxy(port: number, rules: DropRule[] = []): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
-  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, close: async () => undefined };
+  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, rewrites: [], rewritten: 0, close: async () => undefined };
   const server: Server = createServer((client) => {
     state.connections++;
     const upstream = connect(port, '127.0.0.1');
@@ -42,7 +53,20 @@ export async function startProxy(port: number, rules: DropRule[] = []): Promise<
     const pipe = (from: Socket, to: Socket, direction: 'up' | 'down'): void => {
       let window = '';
       let armed: { rule: DropRule; left: number } | undefined;
-      from.on('data', (chunk: Buffer) => {
+      from.on('data', (data: Buffer) => {
+        let chunk = data;
+        for (const rw of state.rewrites) {
+          if (rw.direction !== direction || rw.times <= 0) continue;
+          const text = chunk.toString('latin1');
+          const global = new RegExp(rw.pattern.source, rw.pattern.flags.includes('g') ? rw.pattern.flags : `${rw.pattern.flags}g`);
+          const replaced = text.replace(global, (...m: string[]) => {
+            if (rw.times <= 0) return m[0] as string;
+            rw.times--;
+            state.rewritten++;
+            return (m[0] as string).replace(rw.pattern, rw.replacement);
+          });
+          if (replaced !== text) chunk = Buffer.from(replaced, 'latin1');
+        }
         if (!armed) {
           window = (window + chunk.toString('latin1')).slice(-4096);
           for (const rule of state.rules) {
