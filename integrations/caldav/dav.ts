@@ -375,6 +375,11 @@ export class Dav {
     return out.sort((a, b) => (a.url.pathname < b.url.pathname ? -1 : a.url.pathname > b.url.pathname ? 1 : 0));
   }
 
+  /** Whether `url` exists (PROPFIND Depth 0 answers); 403 is an AuthError. */
+  async exists(url: URL): Promise<boolean> {
+    return (await this.self(url, ['<d:resourcetype/>'])) !== undefined;
+  }
+
   /** The properties of one collection, or undefined when it does not exist. */
   async collection(url: URL): Promise<CollectionInfo | undefined> {
     const r = await this.self(url, COLLECTION_PROPS);

@@ -6,6 +6,7 @@ import {
   defineExporter,
   describeError,
   ItemError,
+  NotFoundError,
   type ExportEntry,
   type Logger,
 } from '../../shared/index.ts';
@@ -47,6 +48,15 @@ export const exporter = defineExporter({
     });
     const dav = new Dav(http, kind);
     const target = await dav.discover(start, true);
+    if (target.mode === 'missing') {
+      // A collection to create: its parent (a home) must exist, or every object would fail one by one.
+      const parent = new URL('..', target.url);
+      if (!(await dav.exists(parent))) {
+        throw new NotFoundError(
+          `neither ${target.url.href} nor its parent ${parent.href} exists (hint: location must name a ${kind === 'caldav' ? 'calendar' : 'address book'} home, or a collection to create inside one)`,
+        );
+      }
+    }
     const wanted = [...new Set(o.components.map((c) => c.toUpperCase()))];
     const restore = new Restore(dav, kind, target, {
       overwrite: o.onConflict === 'overwrite',

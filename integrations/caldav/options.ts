@@ -52,7 +52,12 @@ export const commonOptions = [
     max: 1000,
     advanced: true,
   }),
-  opt.duration('timeout', { help: 'Time limit for one HTTP request (a retry gets a fresh limit).', default: 60_000, min: 1000, advanced: true }),
+  opt.duration('timeout', {
+    help: 'Time limit for one HTTP request (a retry gets a fresh limit).\nSome servers take minutes to list a collection of thousands of objects the first time.',
+    default: 300_000,
+    min: 1000,
+    advanced: true,
+  }),
   maxRetriesOption,
 ] as const;
 

@@ -1,6 +1,7 @@
 // A small HTTP proxy in front of a test server: demands Digest or OAuth bearer auth, throttles, corrupts or drops objects.
 import { createHash, randomBytes } from 'node:crypto';
 import http from 'node:http';
+import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 
 /** One request as the proxy saw it. */
@@ -36,11 +37,11 @@ export interface Proxy {
   stop(): Promise<void>;
 }
 
-/** Starts a proxy to `upstream` (an http:// URL) on 127.0.0.1. */
-export async function startProxy(upstream: string, hooks: ProxyHooks = {}): Promise<Proxy> {
+/** Starts a proxy to `upstream` (an http:// URL) on 127.0.0.1; with `tls` it serves HTTPS with that key and certificate. */
+export async function startProxy(upstream: string, hooks: ProxyHooks = {}, tls?: { key: string; cert: string }): Promise<Proxy> {
   const requests: SeenRequest[] = [];
   const up = new URL(upstream);
-  const server = http.createServer((req, res) => {
+  const handler: http.RequestListener = (req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -86,11 +87,12 @@ export async function startProxy(upstream: string, hooks: ProxyHooks = {}): Prom
       });
       out.end(body);
     });
-  });
+  };
+  const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const port = (server.address() as AddressInfo).port;
   return {
-    url: `http://127.0.0.1:${port}`,
+    url: `${tls ? 'https' : 'http'}://127.0.0.1:${port}`,
     host: `127.0.0.1:${port}`,
     requests,
     stop: () =>
