@@ -22,6 +22,9 @@ import { uploadContent } from './upload.ts';
 /** Folders asked for in one `('a' in parents or …)` query. */
 const PARENTS_PER_QUERY = 50;
 
+/** Lookups of one resource type after which the whole type is listed once to index it (a check or restore reads many). */
+const INDEX_AFTER_MISSES = 8;
+
 /** gRPC ALREADY_EXISTS: Create on a folder that already holds a repository. */
 const ALREADY_EXISTS = 6;
 
@@ -84,6 +87,9 @@ class Repository {
   private readonly objects = new Map<string, StoredObject>();
   /** One Put at a time per object name (a second Put of the same name replaces the first). */
   private readonly locks = new Map<string, Promise<unknown>>();
+  /** Index misses per resource type, and the one listing that indexes a type. */
+  private readonly misses = new Map<Resource, number>();
+  private readonly indexing = new Map<Resource, Promise<void>>();
 
   constructor(client: DriveClient, segments: readonly string[], label: string, chunkSize: number) {
     this.client = client;
@@ -161,8 +167,20 @@ class Repository {
   /** Every copy of an object (normally one), newest first; cached unless `fresh` is asked. */
   private async lookup(resource: Resource, mac: Buffer, what: string, refresh = false): Promise<StoredObject[]> {
     const name = objectName(resource, mac);
+    // Locks are rewritten in place by other processes: never trust a remembered size or checksum for them.
+    if (resource === 'lock') refresh = true;
     const cached = this.objects.get(name);
     if (cached && !refresh) return [cached];
+    if (!refresh) {
+      // Many lookups of one type (a restore, a check): one paged listing indexes them all at 1000 per request.
+      const misses = (this.misses.get(resource) ?? 0) + 1;
+      this.misses.set(resource, misses);
+      if (misses >= INDEX_AFTER_MISSES) {
+        await this.index(resource);
+        const found = this.objects.get(name);
+        if (found) return [found];
+      }
+    }
     const parents = await this.folder(objectFolder(resource, mac), false);
     if (parents.length === 0) return [];
     const q = `name = ${quoteQuery(macHex(mac))} and trashed = false and (${parents.map((p) => `${quoteQuery(p)} in parents`).join(' or ')})`;
@@ -172,6 +190,20 @@ class Repository {
     const out = found.filter((f) => f.id).map((f) => ({ id: f.id as string, size: Number(f.size ?? -1), md5: f.md5Checksum ?? undefined }));
     if (out[0]) this.objects.set(name, out[0]);
     return out;
+  }
+
+  /** Lists `resource` once to fill the index (errors are left to the lookups that follow). */
+  private index(resource: Resource): Promise<void> {
+    let p = this.indexing.get(resource);
+    if (!p) {
+      p = (async () => {
+        for await (const _ of this.list(resource)) {
+          // list() records every object it meets
+        }
+      })().catch((err: unknown) => this.client.log.debug('indexing the repository failed', { resource, cause: String(err) }));
+      this.indexing.set(resource, p);
+    }
+    return p;
   }
 
   async put(resource: Resource, mac: Buffer, content: Readable): Promise<number> {
@@ -254,6 +286,12 @@ class Repository {
       for (const t of top) folderNames.set(t, dir);
     }
     const ids = [...folderNames.keys()];
+    if (fanout) {
+      // Remember the fan-out folders, so the lookups that follow do not look them up one by one.
+      const byName = new Map<string, string[]>();
+      for (const [id, rel] of folderNames) byName.set(rel, [...(byName.get(rel) ?? []), id]);
+      for (const [rel, found] of byName) if (!this.folders.has(rel)) this.folders.set(rel, Promise.resolve(found));
+    }
     for (let i = 0; i < ids.length; i += PARENTS_PER_QUERY) {
       const batch = ids.slice(i, i + PARENTS_PER_QUERY);
       const q = `(${batch.map((id) => `${quoteQuery(id)} in parents`).join(' or ')}) and trashed = false`;

@@ -1,0 +1,103 @@
+// gdrive storage specifics beyond the conformance suite: the folder layout, replacing without duplicates across
+// processes, concurrent creation of fan-out folders, request counts of small Puts, and indexing for restores.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RESOURCE } from '../../harness/index.ts';
+import { MIME } from '../../servers/drive-emulator.ts';
+import { connect, startDrive, type TestDrive } from './helpers.ts';
+
+let drive: TestDrive;
+beforeAll(async () => {
+  drive = await startDrive();
+});
+afterAll(async () => {
+  await drive.close();
+});
+
+const mac = (byte: number, second = byte): Buffer => Buffer.concat([Buffer.from([byte, second]), Buffer.alloc(30, byte)]);
+
+describe('gdrive storage: layout and writes', () => {
+  it('keeps CONFIG, packfiles/<2hex>/<64hex>, states/<2hex>/<64hex> and locks/<64hex> in the repository folder', async () => {
+    const s = await connect('storage', drive.config('gdrive:///layout/repo', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_layout'));
+    await s.host.put(RESOURCE.PACKFILE, mac(0xab), Buffer.from('p'));
+    await s.host.put(RESOURCE.STATE, mac(0x01), Buffer.from('s'));
+    await s.host.put(RESOURCE.LOCK, mac(0xff), Buffer.from('l'));
+    s.close();
+    const e = drive.emu;
+    expect(e.lookup('layout/repo/CONFIG')?.size).toBe(14);
+    expect(e.lookup(`layout/repo/packfiles/ab/${mac(0xab).toString('hex')}`)?.size).toBe(1);
+    expect(e.lookup(`layout/repo/states/01/${mac(0x01).toString('hex')}`)?.size).toBe(1);
+    expect(e.lookup(`layout/repo/locks/${mac(0xff).toString('hex')}`)?.size).toBe(1);
+    expect(e.children(e.lookup('layout/repo')?.id as string).map((c) => [c.name, c.mimeType === MIME.folder]).sort()).toEqual([
+      ['CONFIG', false],
+      ['locks', true],
+      ['packfiles', true],
+      ['states', true],
+    ]);
+  });
+
+  it('a small Put is one request once the folders exist; a large one streams a resumable upload in chunks', async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///counts', { chunk_size: '256KiB', cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_counts'));
+    await s.host.put(RESOURCE.PACKFILE, mac(0x10, 1), Buffer.from('warm up the folders'));
+    e.resetStats();
+    await s.host.put(RESOURCE.PACKFILE, mac(0x10, 2), Buffer.alloc(1000));
+    expect(e.stats.requests).toBe(1);
+    e.resetStats();
+    await s.host.put(RESOURCE.PACKFILE, mac(0x10, 3), Buffer.alloc(1024 * 1024 + 1));
+    expect(e.stats.byRoute).toEqual({ upload: 1, chunk: 5 });
+    s.close();
+  });
+
+  it('a Put of an existing name replaces its content in place, also from another process', async () => {
+    const e = drive.emu;
+    const a = await connect('storage', drive.config('gdrive:///replace', { cache: 'false' }));
+    await a.host.create(Buffer.from('_KLOSET_replace'));
+    await a.host.put(RESOURCE.LOCK, mac(0x22), Buffer.from('from a'));
+    const b = await connect('storage', drive.config('gdrive:///replace', { cache: 'false' }));
+    await b.host.put(RESOURCE.LOCK, mac(0x22), Buffer.alloc(3 * 1024 * 1024, 7));
+    await a.host.put(RESOURCE.LOCK, mac(0x22), Buffer.from('from a again'));
+    const locks = e.children(e.lookup('replace/locks')?.id as string);
+    expect(locks.map((l) => l.name)).toEqual([mac(0x22).toString('hex')]);
+    expect((await b.host.get(RESOURCE.LOCK, mac(0x22))).toString()).toBe('from a again');
+    a.close();
+    b.close();
+  });
+
+  it('fan-out folders created twice by concurrent processes are both used', async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///twins', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_twins'));
+    await s.host.put(RESOURCE.PACKFILE, mac(0xcd, 1), Buffer.from('one'));
+    // Another process raced this one and made its own packfiles/cd, with an object in it.
+    const packfiles = e.lookup('twins/packfiles')?.id as string;
+    const twin = e.createFolder(packfiles, 'cd');
+    await e.createFile(twin, mac(0xcd, 2).toString('hex'), 'two');
+    const other = await connect('storage', drive.config('gdrive:///twins', { cache: 'false' }));
+    const listed = (await other.host.list(RESOURCE.PACKFILE)).map((m) => m.toString('hex')).sort();
+    expect(listed).toEqual([mac(0xcd, 1).toString('hex'), mac(0xcd, 2).toString('hex')].sort());
+    expect((await other.host.get(RESOURCE.PACKFILE, mac(0xcd, 2))).toString()).toBe('two');
+    expect((await other.host.get(RESOURCE.PACKFILE, mac(0xcd, 1))).toString()).toBe('one');
+    await other.host.delete(RESOURCE.PACKFILE, mac(0xcd, 2));
+    expect((await other.host.list(RESOURCE.PACKFILE)).length).toBe(1);
+    s.close();
+    other.close();
+  });
+
+  it('a restore that reads many objects indexes the repository with one listing instead of a lookup each', async () => {
+    const e = drive.emu;
+    const w = await connect('storage', drive.config('gdrive:///indexed', { cache: 'false' }));
+    await w.host.create(Buffer.from('_KLOSET_indexed'));
+    const macs = Array.from({ length: 60 }, (_, i) => mac(i, i + 1));
+    for (const m of macs) await w.host.put(RESOURCE.PACKFILE, m, m);
+    w.close();
+    const r = await connect('storage', drive.config('gdrive:///indexed', { cache: 'false' }));
+    e.resetStats();
+    for (const m of macs) expect((await r.host.get(RESOURCE.PACKFILE, m, { offset: 2, length: 8 })).equals(m.subarray(2, 10))).toBe(true);
+    r.close();
+    expect(e.stats.byRoute.media).toBe(60);
+    // 15 lookups, then the listing: the fan-out folders (1 page) and their files (2 queries of 50 folders): far fewer than 60.
+    expect(e.stats.byRoute.list ?? 0).toBeLessThan(30);
+  });
+});
