@@ -23,6 +23,13 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/** CPU seconds (user + system) a process used so far: a figure that a busy machine does not distort. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
@@ -38,7 +45,7 @@ async function connector(kind: 'importer' | 'exporter' | 'storage', config: Reco
 }
 
 /** Bytes of a synthetic file: a fixed random block repeated with a counter, so it neither compresses nor costs CPU. */
-async function* synthetic(size: number): AsyncGenerator<Uint8Array> {
+function* synthetic(size: number): Generator<Uint8Array> {
   const block = randomBytes(MiB);
   for (let sent = 0, n = 0; sent < size; sent += MiB, n++) {
     const piece = Buffer.from(block.subarray(0, Math.min(MiB, size - sent)));
@@ -47,7 +54,7 @@ async function* synthetic(size: number): AsyncGenerator<Uint8Array> {
   }
 }
 
-async function restoreBig(emu: GraphEmulator, folder: string, size: number): Promise<{ seconds: number; rss: number; sha256: string }> {
+async function restoreBig(emu: GraphEmulator, folder: string, size: number): Promise<{ seconds: number; rss: number; sha256: string; cpu: number }> {
   const hash = createHash('sha256');
   const p = await connector('exporter', emu.config(`onedrive://${folder}`, { chunk_size: '10MiB' }));
   try {
@@ -58,7 +65,7 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
         path: '/big.bin',
         info: { name: 'big.bin', mode: 0o644, size, modTime: { seconds: 1_700_000_000, nanos: 0 } },
         content: async function* () {
-          for await (const piece of synthetic(size)) {
+          for (const piece of synthetic(size)) {
             hash.update(piece);
             yield piece;
           }
@@ -67,13 +74,13 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
     ]);
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex') };
+    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), cpu: cpuSeconds(p.process.pid) };
   } finally {
     await p.dispose();
   }
 }
 
-async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds: number; rss: number; sha256: string; bytes: number }> {
+async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds: number; rss: number; sha256: string; bytes: number; cpu: number }> {
   const p = await connector('importer', emu.config(`onedrive://${folder}`));
   try {
     const hash = createHash('sha256');
@@ -94,7 +101,7 @@ async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds:
     });
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`backup failed: ${out.itemErrors[0]?.message}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes };
+    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes, cpu: cpuSeconds(p.process.pid) };
   } finally {
     await p.dispose();
   }
@@ -104,9 +111,9 @@ async function bigFile(emu: GraphEmulator, mib: number, rssLimit?: number): Prom
   const size = mib * MiB;
   const folder = `/Bench/${mib}MiB`;
   const r = await restoreBig(emu, folder, size);
-  say(`restore ${mib} MiB (upload session, 10 MiB fragments)   ${r.seconds.toFixed(1)} s  ${(mib / r.seconds).toFixed(1)} MiB/s  exporter peak RSS ${(r.rss / MiB).toFixed(0)} MiB`);
+  say(`restore ${mib} MiB (upload session, 10 MiB fragments)   ${r.seconds.toFixed(1)} s  ${(mib / r.seconds).toFixed(1)} MiB/s  exporter peak RSS ${(r.rss / MiB).toFixed(0)} MiB, CPU ${((r.cpu / mib) * 1024).toFixed(1)} s/GiB`);
   const b = await backupBig(emu, folder);
-  say(`backup ${mib} MiB (verified ranged download)        ${b.seconds.toFixed(1)} s  ${(mib / b.seconds).toFixed(1)} MiB/s  importer peak RSS ${(b.rss / MiB).toFixed(0)} MiB`);
+  say(`backup ${mib} MiB (verified ranged download)        ${b.seconds.toFixed(1)} s  ${(mib / b.seconds).toFixed(1)} MiB/s  importer peak RSS ${(b.rss / MiB).toFixed(0)} MiB, CPU ${((b.cpu / mib) * 1024).toFixed(1)} s/GiB`);
   if (b.sha256 !== r.sha256 || b.bytes !== size) throw new Error('the backed-up bytes differ from the restored ones');
   if (rssLimit !== undefined) {
     const worst = Math.max(r.rss, b.rss);
@@ -145,7 +152,7 @@ async function repository(emu: GraphEmulator, objects: number): Promise<void> {
     for (let i = 0; i < gets; i++) await p.host.get(RESOURCE.PACKFILE, macs[i] as Buffer, { offset: 16, length: 512 });
     s = (performance.now() - t) / 1000;
     say(`repository: ${gets} ranged Gets, one at a time (cache on)  ${s.toFixed(1)} s  ${((s / gets) * 1000).toFixed(1)} ms each`);
-    say(`  storage peak RSS ${(peakRss(p.process.pid) / MiB).toFixed(0)} MiB; Graph/HTTP requests so far ${emu.count()}`);
+    say(`  storage peak RSS ${(peakRss(p.process.pid) / MiB).toFixed(0)} MiB, CPU ${cpuSeconds(p.process.pid).toFixed(1)} s; Graph/HTTP requests so far ${emu.count()}`);
   } finally {
     await p.dispose();
   }
@@ -156,7 +163,7 @@ async function main(): Promise<void> {
   const hugeMib = arg('huge-mib', 2048);
   const objects = arg('objects', 5000);
   const emu = await startGraphEmulator();
-  say(`onedrive bench: Graph emulator at ${emu.url}; connectors ${process.env.ONEDRIVE_BENCH_EXE ? `from ${process.env.ONEDRIVE_BENCH_EXE}` : 'from sources (tsx)'}`);
+  say(`onedrive bench (load average ${(await import('node:os')).loadavg()[0]?.toFixed(1)} on ${(await import('node:os')).availableParallelism()} CPUs): Graph emulator at ${emu.url}; connectors ${process.env.ONEDRIVE_BENCH_EXE ? `from ${process.env.ONEDRIVE_BENCH_EXE}` : 'from sources (tsx)'}`);
   try {
     if (bigMib > 0) await bigFile(emu, bigMib);
     if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * MiB);

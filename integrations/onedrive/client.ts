@@ -279,7 +279,7 @@ export class GraphClient {
           let req = this.client.api(path);
           if (o.query) req = req.query(o.query);
           if (o.headers) req = req.headers(o.headers);
-          const middleware: MiddlewareOptions[] = [new AuthenticationHandlerOptions({ getAccessToken: async () => token })];
+          const middleware: MiddlewareOptions[] = [new AuthenticationHandlerOptions({ getAccessToken: () => Promise.resolve(token) })];
           if (o.noRedirect) middleware.push(new RedirectHandlerOptions(0));
           req = req.middlewareOptions(middleware).option('signal', AbortSignal.any([this.signal, AbortSignal.timeout(this.timeoutMs)]));
           if (o.raw) req = req.responseType(ResponseType.RAW);

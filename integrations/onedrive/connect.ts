@@ -14,7 +14,7 @@ export async function connect(ctx: ConnectorContext<CommonValues>, kind: 'import
   const endpoints = endpointsOf(o);
   // Like rclone's OneDrive pacer, the shared slow-down after throttling stays short (Retry-After is honoured apart).
   const pacer = ctx.pacer({ classify, maxAttempts: o.maxRetries, log: ctx.log, minSleepMs: 100, maxSleepMs: 5000 });
-  const tokens = new OAuthTokens({ mode, values: o, endpoints, pacer, log: ctx.log, signal: ctx.signal, addSecret: ctx.addSecret, kind });
+  const tokens = new OAuthTokens({ mode, values: o, endpoints, pacer, log: ctx.log, signal: ctx.signal, addSecret: (v) => ctx.addSecret(v), kind });
   const g = new GraphClient({ tokens, endpoints, pacer, timeoutMs: o.timeout, signal: ctx.signal, log: ctx.log });
   await g.useDrive(o);
   return g;

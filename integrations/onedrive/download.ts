@@ -56,7 +56,7 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
         }
         let ended = false;
         try {
-          for await (const piece of bodyWithIdleTimeout(res, g.timeoutMs, controller)) {
+          for await (const piece of bodyWithIdleTimeout(res, g.timeoutMs)) {
             let chunk = piece;
             if (end !== undefined && offset + chunk.length > end) chunk = chunk.subarray(0, end - offset);
             if (chunk.length === 0) continue;
@@ -144,7 +144,7 @@ async function fetchWithHeaderTimeout(url: string, headers: Record<string, strin
 
 
 /** The body's chunks; fails when no byte arrives for `idleMs`. */
-async function* bodyWithIdleTimeout(res: Response, idleMs: number, controller: AbortController): AsyncGenerator<Buffer> {
+async function* bodyWithIdleTimeout(res: Response, idleMs: number): AsyncGenerator<Buffer> {
   if (!res.body) return;
   const reader = res.body.getReader();
   try {

@@ -55,15 +55,15 @@ export const importer = defineImporter({
         mtime,
         perm: 0o644,
         // Only the id, size and hashes stay with the record until the host acks it; the URL is asked for at open.
-        open: async () =>
-          download(
+        open: () =>
+          Promise.resolve(download(
             g,
             {
               resolveUrl: () => g.downloadUrl(`${g.drivePath}/items/${encodeURIComponent(id)}`, 'cannot get a download URL'),
               expect: size >= 0 ? { size, hashes } : undefined,
             },
             maxAttempts,
-          ),
+          )),
       };
     }
   },

@@ -20,7 +20,7 @@ import {
   type Resource,
 } from '../../shared/index.ts';
 import type { DriveItem } from './api.ts';
-import { baseOf, dirOf, isNotFound, joinOne, OneDriveError, type GraphClient } from './client.ts';
+import { baseOf, dirOf, isNotFound, joinOne, OneDriveError } from './client.ts';
 import { connect, LOCATION } from './connect.ts';
 import { download } from './download.ts';
 import { DEFAULT_LIST_CONCURRENCY, folderOf, storageOptions } from './options.ts';
@@ -119,9 +119,7 @@ export const storage = defineStorage({
         return Buffer.concat(parts);
       },
 
-      async mode() {
-        return 6;
-      },
+      mode: () => Promise.resolve(6),
 
       async size() {
         const item = await g.itemAt(base, `cannot measure ${where}`);

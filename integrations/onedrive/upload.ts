@@ -235,8 +235,8 @@ export class BufferSource implements UploadSource {
   get size(): number {
     return this.data.length;
   }
-  async read(offset: number, length: number): Promise<Buffer> {
-    return this.data.subarray(offset, offset + length);
+  read(offset: number, length: number): Promise<Buffer> {
+    return Promise.resolve(this.data.subarray(offset, offset + length));
   }
   quickXorHash(): string {
     return this.hash;
@@ -342,7 +342,7 @@ export class StreamSource implements UploadSource {
         this.ended = true;
         break;
       }
-      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value as Uint8Array);
+      const chunk = Buffer.isBuffer(r.value) ? r.value : Buffer.from(r.value);
       if (chunk.length === 0) continue;
       this.hash.update(chunk);
       this.pulled += chunk.length;

@@ -17,7 +17,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { Faults, type FaultAction, type RequestInfo, type RequestKind, type RequestMatch } from './graph-emulator/faults.ts';
+import { Faults, type RequestInfo, type RequestKind, type RequestMatch } from './graph-emulator/faults.ts';
 import { Identity, type IdentitySettings } from './graph-emulator/identity.ts';
 import { DriveStore, GraphFault, type DriveType, type EmuDrive, type EmuItem } from './graph-emulator/store.ts';
 
@@ -252,7 +252,7 @@ export class GraphEmulator {
         ...info,
         status: res.writableFinished ? res.statusCode : 0,
         query: url.search,
-        range: (req.headers['range'] ?? req.headers['content-range']) as string | undefined,
+        range: (req.headers['range'] ?? req.headers['content-range']),
       });
     });
     const fault = this.faults.take(info);
@@ -507,7 +507,8 @@ export class GraphEmulator {
         if (method === 'POST') {
           const body = await this.readJson(req);
           if (!body.folder && !body.package) throw new GraphFault(400, 'invalidRequest', 'Only folders can be created this way; upload files with PUT content.');
-          const conflict = String(body['@microsoft.graph.conflictBehavior'] ?? 'fail');
+          const cb = body['@microsoft.graph.conflictBehavior'];
+          const conflict = typeof cb === 'string' ? cb : 'fail';
           const fsi = body.fileSystemInfo as { createdDateTime?: string; lastModifiedDateTime?: string } | undefined;
           const { item } = this.store.createFolder(d, target, body.name, conflict, {
             packageType: (body.package as { type?: string } | undefined)?.type,
@@ -735,7 +736,7 @@ export class GraphEmulator {
       req.resume();
       throw new GraphFault(401, 'unauthenticated', 'Do not send an Authorization header to an upload URL.');
     }
-    switch (req.method) {
+    switch (req.method ?? '') {
       case 'GET':
         req.resume();
         return this.sendJson(res, 200, this.sessionStatus(s));

@@ -57,7 +57,7 @@ export function captureStderr(): { text(): string; stop(): string } {
   process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
     chunks.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
     return (original as (...a: unknown[]) => boolean)(chunk, ...rest);
-  }) as typeof process.stderr.write;
+  });
   return {
     text: () => chunks.join(''),
     stop: () => {

@@ -155,6 +155,20 @@ describe('onedrive storage: repository layout', () => {
     }
   });
 
+  it('fails a Put on a full drive with a clear quota message', async () => {
+    const small = emu.createDrive({ quotaTotal: 64 * 1024 });
+    const s = await served('storage', emu.config('onedrive:///Repo', { drive_id: small.id }));
+    try {
+      await s.host.create(Buffer.from('_KLOSET_x'));
+      const mac = randomBytes(32);
+      await expect(s.host.put(RESOURCE.PACKFILE, mac, pseudoRandom(100_000, 1))).rejects.toThrow(
+        `onedrive storage: cannot store packfile ${hex(mac)} in onedrive:///Repo (drive ${small.id}): the drive is full (quotaLimitReached); free some space or raise the quota`,
+      );
+    } finally {
+      s.close();
+    }
+  });
+
   it('works before Open for Ping and Close, and Put creates missing bucket folders', async () => {
     const s = await served('storage', emu.config('onedrive:///Repos/ping'));
     try {
