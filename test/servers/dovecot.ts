@@ -145,7 +145,6 @@ export async function startDovecot(options: DovecotOptions = {}): Promise<Doveco
         if (masterPid === undefined || !isAlive(masterPid)) throw new Error('dovecot exited');
         return (await tcpOpen(port)) && (await tcpOpen(tlsPort));
       },
-      { timeoutMs: 60_000 },
     );
     const info: DovecotInfo = {
       host: '127.0.0.1',

@@ -17,6 +17,12 @@ import { join } from 'node:path';
 const TRACE = process.env.KLOSET_TS_SERVERS_TRACE === '1';
 
 /**
+ * How long a server may take to become ready: 3 min. A start needs a few seconds of CPU, but on a shared 2-core
+ * machine at load 30, Swift took 80 s and Xandikos over 60 s. A server that dies is noticed at once anyway.
+ */
+export const READY_TIMEOUT_MS = 180_000;
+
+/**
  * Returns a step logger for one server start: silent unless `KLOSET_TS_SERVERS_TRACE=1`, in which case every step
  * prints its elapsed time to stderr (used to measure and tune start times).
  *
@@ -139,7 +145,7 @@ export function descendants(pid: number): number[] {
  *
  * @param cmd - the executable
  * @param args - its arguments
- * @param options - working directory, environment and a timeout (default 60 s)
+ * @param options - working directory, environment and a timeout (default {@link READY_TIMEOUT_MS})
  */
 export function run(
   cmd: string,
@@ -150,7 +156,7 @@ export function run(
     const child = execFile(
       cmd,
       args,
-      { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? 60_000, maxBuffer: 16 << 20 },
+      { cwd: options.cwd, env: options.env, timeout: options.timeoutMs ?? READY_TIMEOUT_MS, maxBuffer: 16 << 20 },
       (err, stdout, stderr) => {
         if (!err) return resolve(stdout);
         const out = `${stderr}\n${stdout}`.trim().split('\n').slice(-20).join('\n');
@@ -161,10 +167,14 @@ export function run(
   });
 }
 
+const SETPRIV = '/usr/bin/setpriv';
+const HAS_SETPRIV = existsSync(SETPRIV);
+
 /**
  * Spawns a long-running server with stdout and stderr appended to `logFile` and stdin closed.
  *
  * The child is not detached, and vitest and tsx do not wait for it: callers keep the PID and stop it themselves.
+ * Where `/usr/bin/setpriv` exists, the child also dies with this process (parent-death signal).
  *
  * @param cmd - the executable
  * @param args - its arguments
@@ -177,7 +187,12 @@ export function spawnLogged(
 ): ChildProcess {
   const fd = openSync(options.logFile, 'a');
   try {
-    const child = spawn(cmd, args, { cwd: options.cwd, env: options.env, stdio: ['ignore', fd, fd] });
+    // setpriv (util-linux) makes the kernel SIGKILL the server when this process dies, even by SIGKILL (a vitest
+    // worker killed on timeout), where no exit hook runs. It execs the server, so the PID stays the server's.
+    const [file, argv] = HAS_SETPRIV
+      ? [SETPRIV, ['--pdeathsig', 'KILL', '--', cmd, ...args]]
+      : [cmd, [...args]];
+    const child = spawn(file, argv, { cwd: options.cwd, env: options.env, stdio: ['ignore', fd, fd] });
     // A failed spawn (ENOENT…) leaves no PID, which the readiness check reports; the log says why.
     child.on('error', (err) => appendFileSync(options.logFile, `spawn ${cmd} failed: ${err.message}\n`));
     child.unref();
@@ -192,17 +207,18 @@ export function spawnLogged(
  *
  * @param what - what is awaited, for the error message
  * @param check - returns true when ready; throwing aborts the wait with that error
- * @param options - timeout (default 30 s) and poll interval (default 50 ms)
+ * @param options - timeout (default {@link READY_TIMEOUT_MS}) and poll interval (default 50 ms)
  */
 export async function waitFor(
   what: string,
   check: () => boolean | Promise<boolean>,
   options: { timeoutMs?: number; intervalMs?: number } = {},
 ): Promise<void> {
-  const until = Date.now() + (options.timeoutMs ?? 30_000);
+  const timeout = options.timeoutMs ?? READY_TIMEOUT_MS;
+  const until = Date.now() + timeout;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > until) throw new Error(`timed out after ${options.timeoutMs ?? 30_000} ms waiting for ${what}`);
+    if (Date.now() > until) throw new Error(`timed out after ${timeout} ms waiting for ${what}`);
     await sleep(options.intervalMs ?? 50);
   }
 }

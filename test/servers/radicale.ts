@@ -112,7 +112,6 @@ mask_passwords = True
         if (pid === undefined || !isAlive(pid)) throw new Error('radicale exited');
         return (await httpStatus(`${url}.web/`)) !== undefined;
       },
-      { timeoutMs: 60_000 },
     );
     return { url, users, dir, stop };
   } catch (err) {

@@ -121,8 +121,6 @@ export async function startSwift(): Promise<Swift> {
         const open = await Promise.all([...Object.values(ports), memcachePort].map(tcpOpen));
         return open.every(Boolean) && (await httpStatus(`${endpoint}/healthcheck`)) === 200;
       },
-      // Each daemon needs about 1 s of CPU to start; on a loaded 2-core machine that can stretch to 30 s.
-      { timeoutMs: 120_000 },
     );
     trace('daemons listening');
     return { endpoint, accessKey: 'test:tester', secretKey: 'testing', region: 'us-east-1', dir, stop };

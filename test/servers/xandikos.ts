@@ -72,7 +72,6 @@ export async function startXandikos(): Promise<Xandikos> {
         if (pid === undefined || !isAlive(pid)) throw new Error('xandikos exited');
         return (await httpStatus(url)) !== undefined;
       },
-      { timeoutMs: 60_000 },
     );
     return { url, principalPath: '/user/', dir, stop };
   } catch (err) {
