@@ -59,7 +59,8 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
   const p = await connector('exporter', emu.config(`onedrive://${folder}`, { chunk_size: '10MiB' }));
   try {
     const started = performance.now();
-    const out = await p.host.exportTree([
+    const out = await p.host.exportTree(
+      [
       { path: '/', info: { name: 'bench', mode: 0x800001ed } },
       {
         path: '/big.bin',
@@ -71,7 +72,9 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
           }
         },
       },
-    ]);
+      ],
+      { endTimeoutMs: 600_000 },
+    );
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
     return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), cpu: cpuSeconds(p.process.pid) };

@@ -9,9 +9,9 @@
 // Links it emits are real-looking `https://graph.microsoft.com/v1.0/...` URLs (the client maps them back here);
 // upload and download URLs point at 127.0.0.1. Tests can throttle (429 + Retry-After), fail (5xx), drop connections,
 // expire tokens, sessions, download URLs and delta tokens, and count requests.
-import { randomBytes, randomUUID } from 'node:crypto';
+import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { appendFile, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { appendFile, mkdtemp, rename, rm, writeFile } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -19,6 +19,7 @@ import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { Faults, type RequestInfo, type RequestKind, type RequestMatch } from './graph-emulator/faults.ts';
 import { Identity, type IdentitySettings } from './graph-emulator/identity.ts';
+import { QuickXorHash } from '../../integrations/onedrive/quickxorhash.ts';
 import { DriveStore, GraphFault, type DriveType, type EmuDrive, type EmuItem } from './graph-emulator/store.ts';
 
 export { GraphFault, type EmuDrive, type EmuItem } from './graph-emulator/store.ts';
@@ -66,6 +67,8 @@ interface Session {
   file: string;
   expiresAt: number;
   done: boolean;
+  /** Hashes of the bytes received so far (so that committing a huge file costs nothing). */
+  hashes: { qx: QuickXorHash; sha1: Hash; sha256: Hash };
 }
 
 interface DownloadGrant {
@@ -715,6 +718,7 @@ export class GraphEmulator {
       file: join(this.store.dir, `session-${id}`),
       expiresAt: Date.now() + this.options.sessionLifetimeMs,
       done: false,
+      hashes: { qx: new QuickXorHash(), sha1: createHash('sha1'), sha256: createHash('sha256') },
     };
     await writeFile(s.file, '');
     this.sessions.set(id, s);
@@ -811,6 +815,9 @@ export class GraphEmulator {
     if (body.length !== size) throw new GraphFault(400, 'invalidRequest', 'The body is shorter than Content-Length.');
     s.total = total;
     await appendFile(s.file, body);
+    s.hashes.qx.update(body);
+    s.hashes.sha1.update(body);
+    s.hashes.sha256.update(body);
     s.received = end + 1;
     s.expiresAt = Date.now() + this.options.sessionLifetimeMs;
     if (s.received < total) {
@@ -826,13 +833,18 @@ export class GraphEmulator {
     const target = s.targetId ? d.items.get(s.targetId) : undefined;
     s.done = true;
     const blob = this.store.newBlobPath();
-    await pipeline(createReadStream(s.file), createWriteStream(blob));
-    await rm(s.file, { force: true });
+    await rename(s.file, blob);
     const { item, created } = await this.store.putFile(d, parent, s.name, blob, {
       conflict: target ? undefined : s.conflict,
       target,
       fsCreated: s.fsCreated,
       fsModified: s.fsModified,
+      hashes: {
+        size: total,
+        quickXorHash: s.hashes.qx.digestBase64(),
+        sha1Hash: s.hashes.sha1.digest('hex').toUpperCase(),
+        sha256Hash: s.hashes.sha256.digest('hex').toUpperCase(),
+      },
     });
     if (dropReply) {
       socket.destroy();

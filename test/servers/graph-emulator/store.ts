@@ -303,9 +303,9 @@ export class DriveStore {
     parent: EmuItem,
     rawName: unknown,
     blob: string,
-    o: { conflict?: string; fsCreated?: string; fsModified?: string; target?: EmuItem } = {},
+    o: { conflict?: string; fsCreated?: string; fsModified?: string; target?: EmuItem; hashes?: { size: number; quickXorHash: string; sha1Hash: string; sha256Hash: string } } = {},
   ): Promise<{ item: EmuItem; created: boolean }> {
-    const h = await hashFile(blob);
+    const h = o.hashes ?? (await hashFile(blob));
     let target = o.target;
     let name = target ? target.name : this.checkName(rawName);
     if (!target) {
