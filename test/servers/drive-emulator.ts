@@ -674,18 +674,13 @@ export class DriveEmulator {
         socket.destroy();
         return;
       }
-      switch (route) {
-        case 'token':
-          return await this.token(req, res);
-        case 'auth':
-          return this.authorize(url, res);
-        case 'chunk':
-          return await this.chunk(req, res, url, drop?.afterBytes);
-        case 'unknown':
-          await drain(req);
-          throw new HttpError(404, 'notFound', `Not Found: ${method} ${url.pathname}`);
-        default:
-          break;
+      // Routes without a bearer token: the token endpoint, the consent page, and session URIs (they carry their own credential).
+      if (route === 'token') return await this.token(req, res);
+      if (route === 'auth') return this.authorize(url, res);
+      if (route === 'chunk') return await this.chunk(req, res, url, drop?.afterBytes);
+      if (route === 'unknown') {
+        await drain(req);
+        throw new HttpError(404, 'notFound', `Not Found: ${method} ${url.pathname}`);
       }
       const user = this.authenticate(req);
       switch (route) {
