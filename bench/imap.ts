@@ -27,6 +27,18 @@ function peakRss(pid: number | undefined): number {
 
 const mb = (n: number): string => `${(n / 1024 / 1024).toFixed(0)} MB`;
 
+/** CPU seconds (user + system) a process has used so far: load-independent, unlike wall time on a shared machine. */
+function cpuSeconds(pid: number | undefined): number {
+  if (pid === undefined) return NaN;
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
+/** `connector peak RSS …, CPU … ms/msg` for a connector about to be disposed. */
+function usage(p: LaunchedPlugin, count: number): string {
+  return `connector peak RSS ${mb(peakRss(p.process.pid))}, CPU ${((cpuSeconds(p.process.pid) * 1000) / count).toFixed(2)} ms/msg`;
+}
+
 /** Spawns one connector (built executable when IMAP_BENCH_EXE is set, else the sources through tsx) and sends Init. */
 async function connector(kind: 'importer' | 'exporter', config: Record<string, string>): Promise<LaunchedPlugin> {
   const exe = process.env.IMAP_BENCH_EXE;
@@ -51,7 +63,7 @@ async function main(): Promise<void> {
     ...extra,
   });
   try {
-    say(`imap bench: Dovecot 2.3 on 127.0.0.1, ${messages} messages, concurrency ${concurrency}`);
+    say(`imap bench: Dovecot 2.3 on 127.0.0.1, ${messages} messages, concurrency ${concurrency}, load average ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
     const boxes = ['INBOX', 'Archive/2023', 'Archive/2024', 'Projects/Alpha', 'Sent'];
     const seeded = makeMessages(messages, boxes, 99);
     const bytes = seeded.reduce((n, m) => n + m.raw.length, 0);
@@ -64,7 +76,7 @@ async function main(): Promise<void> {
     t = performance.now();
     const snap = await imp.host.importAll({ maxConcurrency: 2 });
     let s = (performance.now() - t) / 1000;
-    say(`backup                                        ${s.toFixed(1)} s, ${(messages / s).toFixed(0)} msg/s, connector peak RSS ${mb(peakRss(imp.process.pid))}`);
+    say(`backup                                        ${s.toFixed(1)} s, ${(messages / s).toFixed(0)} msg/s, ${usage(imp, messages)}`);
     await imp.dispose();
 
     // Restore into an empty account, then again (idempotent: nothing appended).
@@ -78,10 +90,10 @@ async function main(): Promise<void> {
     for (const run of ['restore', 'restore again (skip_existing)']) {
       const exp = await connector('exporter', cfg('bob'));
       t = performance.now();
-      const out = await exp.host.exportTree(entries);
+      const out = await exp.host.exportTree(entries, { endTimeoutMs: 3_600_000 });
       s = (performance.now() - t) / 1000;
       if (out.itemErrors.length > 0) throw new Error(`restore errors: ${JSON.stringify(out.itemErrors.slice(0, 3))}`);
-      say(`${run.padEnd(46)}${s.toFixed(1)} s, ${(files.length / s).toFixed(0)} msg/s, connector peak RSS ${mb(peakRss(exp.process.pid))}`);
+      say(`${run.padEnd(46)}${s.toFixed(1)} s, ${(files.length / s).toFixed(0)} msg/s, ${usage(exp, files.length)}`);
       await exp.dispose();
     }
     const a = await inspect(d, 'alice');
@@ -97,8 +109,7 @@ async function main(): Promise<void> {
       t = performance.now();
       const out = await imp2.host.importAll({ maxConcurrency: 2, content: () => undefined });
       s = (performance.now() - t) / 1000;
-      const rss = peakRss(imp2.process.pid);
-      say(`backup of a ${big}-message mailbox            ${s.toFixed(1)} s, ${(big / s).toFixed(0)} msg/s, connector peak RSS ${mb(rss)} (max unacked ${out.stats.maxUnacked})`);
+      say(`backup of a ${big}-message mailbox            ${s.toFixed(1)} s, ${(big / s).toFixed(0)} msg/s, ${usage(imp2, big)} (max unacked ${out.stats.maxUnacked})`);
       await imp2.dispose();
       if (out.records.filter((r) => r.pathname.endsWith('.eml')).length !== big) throw new Error('records missing');
     }

@@ -93,7 +93,8 @@ export function snapshotEntries(outcome: ImportOutcome): ExportEntry[] {
 export async function restore(entries: ExportEntry[], config: Record<string, string>) {
   const c = await connector('exporter', config);
   try {
-    const outcome = await c.host.exportTree(entries);
+    // The SDK accepts every small file before the slow APPENDs finish (see the report): allow time after the half-close.
+    const outcome = await c.host.exportTree(entries, { endTimeoutMs: 600_000 });
     if (outcome.status.code !== 0) throw new Error(`export failed: ${outcome.status.details}`);
     return outcome;
   } finally {
