@@ -92,6 +92,8 @@ export const MIME_BY_EXTENSION: Readonly<Record<string, string>> = {
 /** Extended attributes the importer attaches to exported Google documents (names travel to the exporter). */
 export const XATTR_ID = 'user.gdrive.id';
 export const XATTR_MIME = 'user.gdrive.mime';
+/** Extended attribute of regular files: the MD5 Drive computed (hex), checked while the content streams. */
+export const XATTR_MD5 = 'user.gdrive.md5';
 
 /** The Drive `files` resource, restricted to the fields the integration reads. */
 export interface DriveFile {

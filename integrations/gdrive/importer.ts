@@ -2,7 +2,7 @@
 // records as soon as their path is known, exports Google documents, follows or links shortcuts.
 import type { Readable } from 'node:stream';
 import { ConfigError, defineImporter, ItemError, joinPath, type ImportItem } from '../../shared/index.ts';
-import { FILE_FIELDS, FOLDER_MIME, XATTR_ID, XATTR_MIME, type DriveFile, type ExportFormat } from './api.ts';
+import { FILE_FIELDS, FOLDER_MIME, XATTR_ID, XATTR_MD5, XATTR_MIME, type DriveFile, type ExportFormat } from './api.ts';
 import { DriveClient, DriveError, folderNotFound, quoteQuery } from './client.ts';
 import { byId, exportChoice, exportedName, kindOf, relativeLink, segmentOf, SiblingNames } from './map.ts';
 import { exportExtensions, importerOptions, parseLocation } from './options.ts';
@@ -268,6 +268,7 @@ class Walker {
       path,
       size: e.size,
       mtime: e.mtime,
+      xattrs: e.md5 ? [{ name: XATTR_MD5, value: e.md5 }] : undefined,
       open: async () => client.download(file, `download (Drive file ${e.id})`),
     };
   }

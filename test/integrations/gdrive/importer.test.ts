@@ -176,6 +176,9 @@ describe('gdrive importer: names and sizes', () => {
       '/names/tab%09here': 'tab\there',
     };
     for (const [path, name] of Object.entries(want)) expect(text(out, path), path).toBe(`content of ${name}`);
+    const jp = '/names/日本語のファイル.txt';
+    expect(out.byPath.get(jp)?.extendedAttributes).toEqual(['user.gdrive.md5']);
+    expect(text(out, `xattr:${jp}:user.gdrive.md5`)).toBe(drive.emu.lookup('names/日本語のファイル.txt')?.md5);
     const empty = out.byPath.get('/names/empty.bin');
     expect(empty?.fileInfo?.size).toBe(0);
     expect(out.contents.get('/names/empty.bin')?.length).toBe(0);
@@ -283,7 +286,7 @@ describe('gdrive importer: streaming', () => {
     });
     c.close();
     e.latencyMs = 0;
-    expect(out.records.filter((r) => r.pathname.startsWith('/many/f'))).toHaveLength(2500);
+    expect(out.records.filter((r) => !r.isXattr && r.pathname.startsWith('/many/f'))).toHaveLength(2500);
     // resolve "many" (1) + first page (1): records flow while pages 2 and 3 are still to come.
     expect(listsAtFirstFile).toBeLessThanOrEqual(3);
     expect(e.stats.byRoute.list).toBe(1 + 3);
