@@ -4,9 +4,7 @@ import { Account } from './dav-util.ts';
 import { benchEvent, simpleEvent, WEEKLY } from './fixtures.ts';
 import { backup, files } from './host.ts';
 import { startProxy, type Proxy } from './proxy.ts';
-import { startRadicale, startXandikos, type RunningServer } from './servers.ts';
-import { writeFileSync, mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { seedRadicale, startRadicale, startXandikos, type RunningServer } from './servers.ts';
 
 let radicale: RunningServer;
 let xandikos: RunningServer;
@@ -85,10 +83,7 @@ describe('caldav importer: multiget read-ahead', () => {
   let p: Proxy;
   beforeAll(async () => {
     // 40 events written into Radicale's storage folder (a calendar Radicale lists with getlastmodified: read lazily).
-    const dir = join(radicale.dir, 'collections', 'collection-root', 'alice', 'many');
-    mkdirSync(dir, { recursive: true });
-    writeFileSync(join(dir, '.Radicale.props'), JSON.stringify({ tag: 'VCALENDAR', 'D:displayname': 'Many' }));
-    for (let i = 0; i < 40; i++) writeFileSync(join(dir, `e${String(i).padStart(2, '0')}.ics`), benchEvent(i));
+    seedRadicale(radicale, 'alice', 'many', 'Many', Array.from({ length: 40 }, (_, i) => [`e${String(i).padStart(2, '0')}.ics`, benchEvent(i)] as [string, string]));
     p = await startProxy(radicale.url);
     proxies.push(p);
   });

@@ -17,7 +17,8 @@ const launched: LaunchedPlugin[] = [];
 async function launch(kind: 'importer' | 'exporter'): Promise<LaunchedPlugin> {
   const plugin = await launchPlugin(
     { executable: join(ROOT, 'node_modules/.bin/tsx'), args: [join(ROOT, 'scripts/dev-entry.ts'), join(ROOT, 'integrations/caldav'), kind] },
-    { env: { KLOSET_TS_LOG: 'debug', KLOSET_TS_LOG_FILE: undefined }, mode: 'pipes' },
+    // tsx compiles the sources at start: allow more than the host's 20 s on a loaded machine.
+    { env: { KLOSET_TS_LOG: 'debug', KLOSET_TS_LOG_FILE: undefined }, mode: 'pipes', settingsTimeoutMs: 90_000 },
   );
   launched.push(plugin);
   return plugin;
