@@ -192,6 +192,12 @@ ${options.extraConfig ?? ''}
     const logText = existsSync(join(dir, 'dovecot.log')) ? readFileSync(join(dir, 'dovecot.log'), 'utf8') : '';
     throw new Error(`dovecot failed to start (exit ${started.status}): ${logText}`);
   }
+  // A test process that ends without stop() (a timeout, an uncaught error) must not leave the daemon behind.
+  const leftover = (): void => {
+    spawnSync('dovecot', ['-c', join(dir, 'dovecot.conf'), 'stop'], { stdio: 'ignore' });
+    rmSync(dir, { recursive: true, force: true });
+  };
+  process.once('exit', leftover);
   await waitForPort(port);
   await waitForPort(tlsPort);
   const caCertPem = readFileSync(join(dir, 'cert.pem'), 'utf8');
@@ -208,6 +214,7 @@ ${options.extraConfig ?? ''}
       appendFileSync(join(dir, 'users'), `${user.user}:{PLAIN}${user.password}:65534:65534::${dir}/mail/${user.user}\n`);
     },
     async stop() {
+      process.off('exit', leftover);
       spawnSync('dovecot', ['-c', join(dir, 'dovecot.conf'), 'stop'], { stdio: 'ignore' });
       for (let i = 0; i < 100 && existsSync(join(dir, 'run', 'master.pid')); i++) await new Promise((r) => setTimeout(r, 50));
       if (http) await new Promise<void>((resolve) => http!.close(() => resolve()));
