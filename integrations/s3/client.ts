@@ -184,6 +184,7 @@ export class S3 {
   private readonly quick: Pacer;
   private readonly signal: AbortSignal;
   private readonly maxAttempts: number;
+  private readonly listChunk: number;
   private readonly agents: Array<http.Agent>;
   /** SSE-C parameters for every object request. */
   readonly ssec: { SSECustomerAlgorithm?: string; SSECustomerKey?: string };
@@ -203,6 +204,7 @@ export class S3 {
     else ctx.signal.addEventListener('abort', () => abort.abort(ctx.signal.reason), { once: true });
     this.signal = abort.signal;
     this.maxAttempts = o.maxRetries;
+    this.listChunk = o.listChunk;
     this.pacer = ctx.pacer({ classify });
     // Probes at Init fail fast: a wrong endpoint should not keep the user waiting through a full backoff.
     this.quick = ctx.pacer({ classify, maxAttempts: Math.min(3, o.maxRetries), maxSleepMs: 2000 });
@@ -359,7 +361,14 @@ export class S3 {
     const fetchPage = (token: string | undefined): Promise<ListObjectsV2CommandOutput> =>
       this.call(what, (abortSignal) =>
         this.client.send(
-          new ListObjectsV2Command({ Bucket: this.bucket, Prefix: prefix || undefined, ContinuationToken: token, EncodingType: 'url', ...this.payer }),
+          new ListObjectsV2Command({
+            Bucket: this.bucket,
+            Prefix: prefix || undefined,
+            ContinuationToken: token,
+            EncodingType: 'url',
+            MaxKeys: this.listChunk,
+            ...this.payer,
+          }),
           { abortSignal },
         ),
       );

@@ -96,6 +96,13 @@ export const commonOptions = [
     default: false,
     advanced: true,
   }),
+  opt.int('list_chunk', {
+    help: 'Keys asked for per listing request (ListObjectsV2 max-keys). Lower it for services that time out on long listings.',
+    default: 1000,
+    min: 1,
+    max: 1000,
+    advanced: true,
+  }),
   maxRetriesOption,
 ] as const;
 
@@ -114,13 +121,13 @@ export const writeOptions = [
   }),
   opt.size('part_size', {
     help: 'Size of each part of a multipart upload.\nMemory used by one upload is at most part_size × upload_concurrency. Objects of known size grow the part size so that 10,000 parts suffice.',
-    default: 16 * MIB,
+    default: 8 * MIB,
     min: 5 * MIB,
     max: 5 * GIB,
   }),
   opt.size('upload_cutoff', {
     help: 'Objects up to this size are sent in one PUT with Content-MD5; larger ones as a multipart upload. At most part_size.',
-    default: 16 * MIB,
+    default: 8 * MIB,
     min: 0,
     max: 5 * GIB,
   }),

@@ -46,8 +46,14 @@ export interface UploadSettings {
 export class Semaphore {
   private free: number;
   private readonly waiters: Array<() => void> = [];
+  private readonly size: number;
   constructor(size: number) {
     this.free = size;
+    this.size = size;
+  }
+  /** Whether nobody holds it. */
+  idle(): boolean {
+    return this.free === this.size;
   }
   async acquire(): Promise<void> {
     if (this.free > 0) {
@@ -85,7 +91,16 @@ export class PartPool {
   give(buf: Buffer): void {
     if (buf.length === this.partSize && this.idle.length < this.slots) this.idle.push(buf);
     this.sem.release();
+    // No upload in flight for a second: let the buffers go, so an idle process does not keep part_size × slots.
+    if (this.sem.idle() && !this.dropTimer) {
+      this.dropTimer = setTimeout(() => {
+        this.dropTimer = undefined;
+        if (this.sem.idle()) this.idle.length = 0;
+      }, 1000);
+      this.dropTimer.unref();
+    }
   }
+  private dropTimer: NodeJS.Timeout | undefined;
 }
 
 /** Reads a byte stream in exact-size pieces. */
@@ -136,6 +151,13 @@ class ExactReader {
     }
     return { chunks, total, ended: false };
   }
+  /** Whether the stream has no more bytes (reads ahead one chunk and keeps it). */
+  async atEnd(): Promise<boolean> {
+    const chunk = await this.nextChunk();
+    if (!chunk) return true;
+    this.pending.unshift(chunk);
+    return false;
+  }
   /** Puts chunks back in front of the stream. */
   unshift(chunks: Buffer[]): void {
     this.pending = [...chunks, ...this.pending];
@@ -155,6 +177,9 @@ export function partSizeFor(size: number, partSize: number): number {
   return Math.ceil(size / MAX_PARTS / MIB) * MIB;
 }
 
+/** Bytes read into a small list before a part buffer is taken: small objects (locks, states) never touch the pool. */
+const SMALL_HEAD = 1024 * 1024;
+
 /**
  * Uploads `body` to `key`: a single PUT with Content-MD5 when the whole body fits in `cutoff` bytes, otherwise a
  * multipart upload whose parts (each with Content-MD5, each retried on its own) use the process-wide part pool.
@@ -171,23 +196,31 @@ export async function uploadStream(
 ): Promise<number> {
   const what = `cannot write ${s3.url(key)}`;
   const reader = new ExactReader(body);
-  const common = { Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer };
   try {
-    if (size > settings.cutoff) return await multipart(s3, key, reader, headers, settings, pool, size, what);
-    const head = await reader.readUpTo(size >= 0 ? size : settings.cutoff);
-    if (head.ended && head.total <= settings.cutoff) {
-      const buf = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks, head.total);
-      const contentMD5 = md5(buf);
-      await s3.call(what, (abortSignal) =>
-        s3.client.send(new PutObjectCommand({ ...common, ...headers, Body: buf, ContentLength: buf.length, ContentMD5: contentMD5 }), { abortSignal }),
-      );
-      return buf.length;
+    if (size <= settings.cutoff) {
+      const head = await reader.readUpTo(size >= 0 ? size : Math.min(settings.cutoff, SMALL_HEAD));
+      if (head.ended && head.total <= settings.cutoff) {
+        const buf = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks, head.total);
+        await putSingle(s3, key, buf, headers, what);
+        return buf.length;
+      }
+      reader.unshift(head.chunks);
     }
-    reader.unshift(head.chunks);
     return await multipart(s3, key, reader, headers, settings, pool, size, what);
   } finally {
     await reader.close().catch(() => undefined);
   }
+}
+
+/** One PUT of a whole object with Content-MD5 (retried as a whole: the bytes are in memory). */
+async function putSingle(s3: S3, key: string, body: Buffer, headers: ObjectHeaders, what: string): Promise<void> {
+  const contentMD5 = md5(body);
+  await s3.call(what, (abortSignal) =>
+    s3.client.send(
+      new PutObjectCommand({ Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer, ...headers, Body: body, ContentLength: body.length, ContentMD5: contentMD5 }),
+      { abortSignal },
+    ),
+  );
 }
 
 async function multipart(
@@ -201,45 +234,76 @@ async function multipart(
   what: string,
 ): Promise<number> {
   const common = { Bucket: s3.bucket, Key: key, ...s3.payer };
-  const created = await s3.call(what, (abortSignal) =>
-    s3.client.send(new CreateMultipartUploadCommand({ ...common, ...s3.ssec, ...headers }), { abortSignal }),
-  );
-  const uploadId = created.UploadId;
-  if (!uploadId) throw new ServiceError('NoUploadId', `${what}: the service started a multipart upload without an UploadId`);
   const partSize = partSizeFor(size, settings.partSize);
   const inFlight = new Semaphore(settings.concurrency);
+
+  /** Reads the next part into a pool buffer (waiting for a free slot first); returns undefined at the end. */
+  const nextPart = async (first: boolean): Promise<{ buf: Buffer; n: number } | undefined> => {
+    await inFlight.acquire();
+    const buf = await pool.take(partSize);
+    let n: number;
+    try {
+      n = await reader.fill(buf);
+    } catch (err) {
+      pool.give(buf);
+      inFlight.release();
+      throw err;
+    }
+    if (n === 0 && !first) {
+      pool.give(buf);
+      inFlight.release();
+      return undefined;
+    }
+    return { buf, n };
+  };
+
+  // The first part decides: a body that ends within the cutoff is one PUT after all (no multipart upload to create).
+  const firstPart = (await nextPart(true)) as { buf: Buffer; n: number };
+  let single = firstPart.n <= settings.cutoff && (firstPart.n < partSize || size === firstPart.n);
+  if (!single && firstPart.n === partSize && firstPart.n <= settings.cutoff && size < 0) {
+    try {
+      single = await reader.atEnd();
+    } catch (err) {
+      pool.give(firstPart.buf);
+      inFlight.release();
+      throw err;
+    }
+  }
+  if (single) {
+    try {
+      await putSingle(s3, key, firstPart.buf.subarray(0, firstPart.n), headers, what);
+      return firstPart.n;
+    } finally {
+      pool.give(firstPart.buf);
+      inFlight.release();
+    }
+  }
+
+  let uploadId: string | undefined;
+  try {
+    const created = await s3.call(what, (abortSignal) =>
+      s3.client.send(new CreateMultipartUploadCommand({ ...common, ...s3.ssec, ...headers }), { abortSignal }),
+    );
+    uploadId = created.UploadId;
+    if (!uploadId) throw new ServiceError('NoUploadId', `${what}: the service started a multipart upload without an UploadId`);
+  } catch (err) {
+    pool.give(firstPart.buf);
+    inFlight.release();
+    throw err;
+  }
+  const id = uploadId;
   const parts: CompletedPart[] = [];
   const running = new Set<Promise<void>>();
   let failure: unknown;
   let total = 0;
   try {
-    for (let partNumber = 1; failure === undefined; partNumber++) {
-      await inFlight.acquire();
-      if (failure !== undefined) {
-        inFlight.release();
-        break;
-      }
-      const buf = await pool.take(partSize);
-      let n: number;
-      try {
-        n = await reader.fill(buf);
-      } catch (err) {
-        pool.give(buf);
-        inFlight.release();
-        throw err;
-      }
-      if (n === 0 && partNumber > 1) {
-        pool.give(buf);
-        inFlight.release();
-        break;
-      }
+    let part: { buf: Buffer; n: number } | undefined = firstPart;
+    for (let partNumber = 1; part && failure === undefined; partNumber++) {
+      const { buf, n }: { buf: Buffer; n: number } = part;
       if (partNumber > MAX_PARTS) {
         pool.give(buf);
         inFlight.release();
-        throw new ServiceError(
-          'TooManyParts',
-          `${what}: the object is larger than ${MAX_PARTS} parts of ${formatSize(partSize)} (hint: raise part_size)`,
-        );
+        throw new ServiceError('TooManyParts', `${what}: the object is larger than ${MAX_PARTS} parts of ${formatSize(partSize)} (hint: raise part_size)`);
       }
       total += n;
       const body = buf.subarray(0, n);
@@ -248,10 +312,9 @@ async function multipart(
         try {
           const contentMD5 = md5(body);
           const r = await s3.call(`${what} (part ${number})`, (abortSignal) =>
-            s3.client.send(
-              new UploadPartCommand({ ...common, ...s3.ssec, UploadId: uploadId, PartNumber: number, Body: body, ContentLength: n, ContentMD5: contentMD5 }),
-              { abortSignal },
-            ),
+            s3.client.send(new UploadPartCommand({ ...common, ...s3.ssec, UploadId: id, PartNumber: number, Body: body, ContentLength: n, ContentMD5: contentMD5 }), {
+              abortSignal,
+            }),
           );
           parts.push({ PartNumber: number, ETag: r.ETag });
         } catch (err) {
@@ -263,20 +326,25 @@ async function multipart(
       })();
       running.add(task);
       void task.finally(() => running.delete(task));
-      if (n < partSize) break;
+      part = n < partSize ? undefined : await nextPart(false);
+    }
+    if (part) {
+      // A part read after another one failed: never sent.
+      pool.give(part.buf);
+      inFlight.release();
     }
     await Promise.all(running);
     if (failure !== undefined) throw failure;
     parts.sort((a, b) => (a.PartNumber ?? 0) - (b.PartNumber ?? 0));
     await s3.call(what, (abortSignal) =>
-      s3.client.send(new CompleteMultipartUploadCommand({ ...common, UploadId: uploadId, MultipartUpload: { Parts: parts } }), { abortSignal }),
+      s3.client.send(new CompleteMultipartUploadCommand({ ...common, UploadId: id, MultipartUpload: { Parts: parts } }), { abortSignal }),
     );
     return total;
   } catch (err) {
     await Promise.allSettled(running);
     await s3
       .call(`cannot abort the multipart upload of ${s3.url(key)}`, (abortSignal) =>
-        s3.client.send(new AbortMultipartUploadCommand({ ...common, UploadId: uploadId }), { abortSignal }),
+        s3.client.send(new AbortMultipartUploadCommand({ ...common, UploadId: id }), { abortSignal }),
       )
       .catch((abortErr: unknown) => {
         s3.log.warn('a failed multipart upload could not be aborted; a lifecycle rule for incomplete uploads will clean it', {

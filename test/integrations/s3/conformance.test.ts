@@ -5,13 +5,12 @@ import { afterAll } from 'vitest';
 import { integration } from '../../../integrations/s3/index.ts';
 import { keyToPath } from '../../../integrations/s3/map.ts';
 import { runExporterConformance, runImporterConformance, runStorageConformance, standardTree } from '../../conformance/index.ts';
-import type { Radosgw } from '../../servers/radosgw.ts';
 import { bucketName, configFor, radosgw, sdkClient } from './servers.ts';
 import { listAll, readObject } from './inspect.ts';
 
 const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 // Started while the file is collected: the suites need the (random) secret when they register their cases.
-const rgw: Radosgw = await radosgw({ sseOverHttp: true });
+const rgw = await radosgw({ sseOverHttp: true });
 const sdk: S3Client = sdkClient(rgw);
 const secrets = [rgw.secretKey];
 
@@ -52,8 +51,10 @@ runStorageConformance({
     }
   },
   badConfig: { config: { location: 's3://127.0.0.1:1/b', part_size: '1KiB' }, key: 'part_size' },
-  manyObjects: 2000,
-  bigObjectBytes: Number(process.env.KLOSET_TS_S3_BIG_MIB ?? 256) * 1024 * 1024,
+  // Sized for the two-core test machines (radosgw stores about 10 MB/s there); KLOSET_TS_S3_BIG_MIB=256 and
+  // KLOSET_TS_S3_MANY=2000 give the suite's defaults.
+  manyObjects: Number(process.env.KLOSET_TS_S3_MANY ?? 600),
+  bigObjectBytes: Number(process.env.KLOSET_TS_S3_BIG_MIB ?? 64) * 1024 * 1024,
 });
 
 runImporterConformance({

@@ -135,7 +135,7 @@ describe('s3 options: parsing and combinations', () => {
       sse_customer_key: Buffer.alloc(32, 1).toString('base64'),
     });
     expect(o.storageClass).toBe('STANDARD_IA');
-    expect(o.partSize).toBe(16 * 1024 * 1024);
+    expect(o.partSize).toBe(8 * 1024 * 1024);
     expect(o.uploadConcurrency).toBe(4);
     expect(o.requestChecksum).toBe('when_required');
     expect(o.maxRetries).toBe(10);

@@ -15,7 +15,7 @@ import { encodeMessage, decodeMessage } from '../../harness/messages.ts';
 import { openConnector, type OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { createHash } from 'node:crypto';
-import { addStorageClasses, bucketName, configFor, radosgw, sdkClient } from './servers.ts';
+import { bucketName, configFor, radosgw, radosgwWithClasses, sdkClient } from './servers.ts';
 import { listAll, readObject } from './inspect.ts';
 
 const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
@@ -23,11 +23,23 @@ const MiB = 1024 * 1024;
 const rgw = await radosgw({ sseOverHttp: true });
 const sdk: S3Client = sdkClient(rgw);
 const opened: OpenConnector[] = [];
+// Adding storage classes restarts radosgw: the Glacier cases get a private one, set up while the other cases run.
+const coldServer = (async () => {
+  const own = await radosgwWithClasses(['GLACIER', 'STANDARD_IA']);
+  const client = sdkClient(own);
+  // radosgw is slow to create its first bucket after a restart: pay that here, in the background.
+  await client.send(new CreateBucketCommand({ Bucket: bucketName('warm-up') }));
+  return { own, client };
+})();
+coldServer.catch(() => undefined);
 
 afterAll(async () => {
   for (const c of opened) await c.dispose();
   sdk.destroy();
   await rgw.stop();
+  const cold = await coldServer.catch(() => undefined);
+  cold?.client.destroy();
+  await cold?.own.stop();
 });
 
 async function store(config: Record<string, string>): Promise<OpenConnector> {
@@ -99,7 +111,7 @@ describe('s3 storage: layout and compatibility with the official connector', () 
     const c = await store(config);
     await c.host.create(Buffer.from('_KLOSET_'));
     const small = pseudoRandom(5 * MiB, 1);
-    const large = pseudoRandom(12 * MiB + 3, 2);
+    const large = pseudoRandom(11 * MiB + 3, 2);
     const [ms, ml] = [randomMac(), randomMac()];
     expect(await c.host.put(RESOURCE.PACKFILE, ms, small)).toBe(small.length);
     expect(await c.host.put(RESOURCE.PACKFILE, ml, large)).toBe(large.length);
@@ -146,10 +158,10 @@ describe('s3 storage: layout and compatibility with the official connector', () 
     const c = await store(config);
     await c.host.create(Buffer.from('_KLOSET_sealed'));
     const mac = randomMac();
-    const data = pseudoRandom(7 * MiB, 5);
+    const data = pseudoRandom(3 * MiB, 5);
     await c.host.put(RESOURCE.PACKFILE, mac, data);
     expect(sha256(await c.host.get(RESOURCE.PACKFILE, mac))).toBe(sha256(data));
-    expect((await c.host.get(RESOURCE.PACKFILE, mac, { offset: 6 * MiB, length: 10 })).equals(data.subarray(6 * MiB, 6 * MiB + 10))).toBe(true);
+    expect((await c.host.get(RESOURCE.PACKFILE, mac, { offset: 2 * MiB, length: 10 })).equals(data.subarray(2 * MiB, 2 * MiB + 10))).toBe(true);
     expect((await c.host.open()).toString()).toBe('_KLOSET_sealed');
     await expect(sdk.send(new GetObjectCommand({ Bucket: bucketOf(config), Key: 'enc/CONFIG' }))).rejects.toThrow();
     const other = await store({ ...config, sse_customer_key: Buffer.alloc(32, 1).toString('base64') });
@@ -159,9 +171,12 @@ describe('s3 storage: layout and compatibility with the official connector', () 
 });
 
 describe('s3 storage: Glacier mode and storage classes', () => {
+  let rgw: Awaited<ReturnType<typeof radosgwWithClasses>>;
+  let sdk: S3Client;
   beforeAll(async () => {
-    await addStorageClasses(rgw, ['GLACIER', 'STANDARD_IA']);
-  }, 120_000);
+    ({ own: rgw, client: sdk } = await coldServer);
+  }, 180_000);
+
 
   const classOf = async (bucket: string, key: string): Promise<string> =>
     (await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).StorageClass ?? 'STANDARD';

@@ -1,0 +1,247 @@
+// s3 benchmark against Ceph radosgw, each connector spawned over two pipes like Plakar does, side by side with the raw
+// AWS SDK doing the same transfers directly (the practical limit): storage Put/Get throughput and ratio, small-object
+// Puts, importer and exporter objects/s, and the connector's peak RSS while a huge object is imported and exported.
+// Run: npx tsx bench/s3.ts [--big-mib 256] [--objects 3000] [--huge-mib 2048] [--rounds 2]
+//   (build first: npm run build -- --only s3). --huge-mib 0 skips the memory case.
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Readable, Writable } from 'node:stream';
+import { CreateBucketCommand, DeleteObjectCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createLimiter } from '../shared/index.ts';
+import { launchPlugin, RESOURCE, type LaunchedPlugin } from '../test/harness/index.ts';
+import { decodeMessage, encodeMessage } from '../test/harness/messages.ts';
+import { startRadosgw } from '../test/servers/radosgw.ts';
+import { restoreEntries } from '../test/integrations/s3/bucket-fixture.ts';
+import { configFor, sdkClient } from '../test/integrations/s3/servers.ts';
+import { figuresTable, type Figure } from './sdk.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+const MANIFEST = join(ROOT, 'dist', 's3', 'manifest.yaml');
+const MiB = 1024 * 1024;
+
+function arg(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+}
+
+function peakRss(pid: number): number {
+  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Number(m[1]) * 1024 : NaN;
+}
+
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/** Bytes of a synthetic object: a fixed random block with a counter, so it neither compresses nor costs CPU. */
+async function* synthetic(size: number): AsyncGenerator<Buffer> {
+  const block = randomBytes(MiB);
+  for (let sent = 0, n = 0; sent < size; sent += MiB, n++) {
+    const piece = Buffer.from(block.subarray(0, Math.min(MiB, size - sent)));
+    piece.writeUInt32LE(n, 0);
+    yield piece;
+  }
+}
+
+async function connector(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>): Promise<LaunchedPlugin> {
+  const p = await launchPlugin({ manifest: MANIFEST, kind });
+  await p.host.init(kind, 's3', config, kind === 'storage' ? undefined : { maxConcurrency: 4 });
+  return p;
+}
+
+async function seconds<T>(fn: () => Promise<T>): Promise<{ value: T; s: number }> {
+  const t0 = performance.now();
+  const value = await fn();
+  return { value, s: (performance.now() - t0) / 1000 };
+}
+
+const best = (xs: number[]): number => Math.max(...xs);
+
+/** Storage Put/Get of one big object, through the executable and with the raw SDK (same part size and concurrency). */
+async function bigTransfers(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, bytes: number, rounds: number): Promise<Figure[]> {
+  const bucket = `bench-big-${Date.now().toString(36)}`;
+  await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+  const raw = { put: [] as number[], get: [] as number[] };
+  const plugin = { put: [] as number[], get: [] as number[] };
+  const store = await connector('storage', rgwConfig(bucket, 'repo'));
+  await store.host.create(Buffer.from('_KLOSET_bench'));
+  for (let r = 0; r < rounds; r++) {
+    const key = `raw/${r}`;
+    const up = await seconds(() =>
+      new Upload({ client: sdk, params: { Bucket: bucket, Key: key, Body: Readable.from(synthetic(bytes)) }, partSize: 8 * MiB, queueSize: 4 }).done(),
+    );
+    raw.put.push(bytes / 1e6 / up.s);
+    const down = await seconds(async () => {
+      const g = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      let n = 0;
+      for await (const c of g.Body as AsyncIterable<Buffer>) n += c.length;
+      return n;
+    });
+    raw.get.push(bytes / 1e6 / down.s);
+    await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+
+    const mac = randomBytes(32);
+    const put = await seconds(() => store.host.put(RESOURCE.PACKFILE, mac, synthetic(bytes)));
+    plugin.put.push(bytes / 1e6 / put.s);
+    const get = await seconds(async () => {
+      const call = await store.host.connection.serverStream('/store.Store/Get', encodeMessage('store.GetRequest', { mac, type: RESOURCE.PACKFILE }));
+      let n = 0;
+      for (;;) {
+        const msg = await call.read();
+        if (msg === undefined) break;
+        n += (decodeMessage('store.GetResponse', msg).chunk as Uint8Array).length;
+      }
+      if (n !== bytes) throw new Error(`Get returned ${n} bytes, expected ${bytes}`);
+    });
+    plugin.get.push(bytes / 1e6 / get.s);
+    await store.host.delete(RESOURCE.PACKFILE, mac);
+    say(`round ${r + 1}: raw put ${raw.put[r]?.toFixed(1)} get ${raw.get[r]?.toFixed(1)} MB/s; s3 put ${plugin.put[r]?.toFixed(1)} get ${plugin.get[r]?.toFixed(1)} MB/s`);
+  }
+  const rss = peakRss(store.process.pid);
+  await store.dispose();
+  const label = `${bytes / MiB} MiB`;
+  const putRatio = best(plugin.put) / best(raw.put);
+  const getRatio = best(plugin.get) / best(raw.get);
+  return [
+    { name: `raw AWS SDK Upload (${label}, 8 MiB × 4)`, value: best(raw.put), unit: 'MB/s' },
+    { name: `s3 storage Put through the executable (${label})`, value: best(plugin.put), unit: 'MB/s' },
+    { name: 'Put ratio (s3 / raw SDK)', value: putRatio, unit: '×', target: '≥ 0.9', ok: putRatio >= 0.9 },
+    { name: `raw AWS SDK GetObject (${label})`, value: best(raw.get), unit: 'MB/s' },
+    { name: `s3 storage Get through the executable (${label})`, value: best(plugin.get), unit: 'MB/s' },
+    { name: 'Get ratio (s3 / raw SDK)', value: getRatio, unit: '×', target: '≥ 0.9', ok: getRatio >= 0.9 },
+    { name: 'storage peak RSS (big Put + Get)', value: rss / MiB, unit: 'MB', target: '≤ 200 MB', ok: rss <= 200 * MiB },
+  ];
+}
+
+/** Many small packfiles, two Puts at a time like the host, against the same PUTs from the raw SDK. */
+async function smallPuts(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, count: number): Promise<Figure[]> {
+  const bucket = `bench-small-${Date.now().toString(36)}`;
+  await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+  const bodies = Array.from({ length: count }, (_, i) => randomBytes(64 * 1024 + (i % 7) * 4096));
+  const two = createLimiter(2);
+  const raw = await seconds(() =>
+    Promise.all(bodies.map((b, i) => two(() => sdk.send(new PutObjectCommand({ Bucket: bucket, Key: `raw/${i}`, Body: b, ContentLength: b.length }))))),
+  );
+  const store = await connector('storage', rgwConfig(bucket, 'repo'));
+  await store.host.create(Buffer.from('_KLOSET_bench'));
+  const plugin = await seconds(() => Promise.all(bodies.map((b) => two(() => store.host.put(RESOURCE.PACKFILE, randomBytes(32), b)))));
+  await store.dispose();
+  const ratio = count / plugin.s / (count / raw.s);
+  return [
+    { name: `raw AWS SDK PutObject, ${count} × ~64 KiB, 2 at a time`, value: count / raw.s, unit: 'objects/s' },
+    { name: `s3 storage Put, ${count} × ~64 KiB, 2 at a time`, value: count / plugin.s, unit: 'objects/s' },
+    { name: 'small Put ratio (s3 / raw SDK)', value: ratio, unit: '×', target: '≥ 0.9', ok: ratio >= 0.9 },
+  ];
+}
+
+/** Importer and exporter objects/s over a bucket of `count` small objects with metadata. */
+async function objectsPerSecond(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, count: number): Promise<Figure[]> {
+  const bucket = `bench-objs-${Date.now().toString(36)}`;
+  await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+  const limit = createLimiter(32);
+  await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      limit(() =>
+        sdk.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `src/d${i % 10}/o${i}.txt`,
+            Body: `object ${i}`,
+            ContentType: 'text/plain',
+            Metadata: { i: String(i) },
+            Tagging: i % 4 === 0 ? 'k=v' : undefined,
+          }),
+        ),
+      ),
+    ),
+  );
+  const importer = await connector('importer', rgwConfig(bucket, 'src'));
+  const imported = await seconds(() => importer.host.importAll({ maxConcurrency: 4, content: 'bytes' }));
+  await importer.dispose();
+  const metadataOnly = await connector('importer', rgwConfig(bucket, 'src'));
+  const listed = await seconds(() => metadataOnly.host.importAll({ maxConcurrency: 4, openContent: false }));
+  await metadataOnly.dispose();
+  const exporter = await connector('exporter', rgwConfig(`${bucket}-dst`, 'restored'));
+  const exported = await seconds(() => exporter.host.exportTree(restoreEntries(imported.value, '/src')));
+  if (exported.value.status.code !== 0 || exported.value.itemErrors.length > 0) throw new Error('export failed');
+  await exporter.dispose();
+  return [
+    { name: `importer, ${count} small objects with metadata (list + HEAD + tags + GET)`, value: count / imported.s, unit: 'objects/s' },
+    { name: `importer, ${count} unchanged objects (list + HEAD + tags, no GET)`, value: count / listed.s, unit: 'objects/s' },
+    { name: `exporter, ${count} small objects with metadata and tags`, value: count / exported.s, unit: 'objects/s' },
+  ];
+}
+
+/** Import and export of one huge object: the connector's peak RSS. */
+async function hugeObject(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, bytes: number): Promise<Figure[]> {
+  const bucket = `bench-huge-${Date.now().toString(36)}`;
+  await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+  const hash = createHash('sha256');
+  const source = (async function* () {
+    for await (const piece of synthetic(bytes)) {
+      hash.update(piece);
+      yield piece;
+    }
+  })();
+  await new Upload({ client: sdk, params: { Bucket: bucket, Key: 'src/huge.bin', Body: Readable.from(source) }, partSize: 16 * MiB, queueSize: 4 }).done();
+  const digest = hash.digest('hex');
+  say(`huge object uploaded (${bytes / MiB} MiB)`);
+  const importer = await connector('importer', rgwConfig(bucket, 'src'));
+  const seen = createHash('sha256');
+  const imp = await seconds(() =>
+    importer.host.importAll({
+      maxConcurrency: 2,
+      content: (r) => (r.isXattr ? undefined : new Writable({ write: (c: Buffer, _e, cb) => (seen.update(c), cb()) })),
+    }),
+  );
+  if (seen.digest('hex') !== digest) throw new Error('imported bytes differ');
+  const importRss = peakRss(importer.process.pid);
+  await importer.dispose();
+  say(`huge object imported in ${imp.s.toFixed(1)} s`);
+  const exporter = await connector('exporter', rgwConfig(bucket, 'restored'));
+  const exp = await seconds(() =>
+    exporter.host.exportTree([
+      { path: '/', info: { name: 'src', mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/huge.bin', info: { name: 'huge.bin', mode: 0o644, size: bytes, modTime: { seconds: 1_700_000_000, nanos: 0 } }, content: async function* () { yield* synthetic(bytes); } },
+    ]),
+  );
+  if (exp.value.status.code !== 0 || exp.value.itemErrors.length > 0) throw new Error('huge export failed');
+  const exportRss = peakRss(exporter.process.pid);
+  await exporter.dispose();
+  say(`huge object exported in ${exp.s.toFixed(1)} s`);
+  await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'src/huge.bin' }));
+  await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'restored/huge.bin' }));
+  const label = `${(bytes / 1024 ** 3).toFixed(bytes % 1024 ** 3 === 0 ? 0 : 2)} GiB`;
+  return [
+    { name: `importer, one ${label} object`, value: bytes / 1e6 / imp.s, unit: 'MB/s' },
+    { name: `importer peak RSS (${label} object)`, value: importRss / MiB, unit: 'MB', target: '< 200 MB', ok: importRss < 200 * MiB },
+    { name: `exporter, one ${label} object`, value: bytes / 1e6 / exp.s, unit: 'MB/s' },
+    { name: `exporter peak RSS (${label} object)`, value: exportRss / MiB, unit: 'MB', target: '< 200 MB', ok: exportRss < 200 * MiB },
+  ];
+}
+
+/** Runs the s3 benchmark and returns its figures. */
+export async function benchS3(options: { bigMiB?: number; objects?: number; hugeMiB?: number; rounds?: number } = {}): Promise<Figure[]> {
+  if (!existsSync(MANIFEST)) throw new Error(`${MANIFEST} missing: run npm run build -- --only s3 first`);
+  const rgw = await startRadosgw();
+  const sdk = sdkClient(rgw);
+  const rgwConfig = (bucket: string, prefix: string): Record<string, string> => configFor({ ...rgw, stop: async () => undefined }, bucket, prefix);
+  const figures: Figure[] = [];
+  try {
+    figures.push(...(await bigTransfers(sdk, rgwConfig, (options.bigMiB ?? 256) * MiB, options.rounds ?? 2)));
+    figures.push(...(await smallPuts(sdk, rgwConfig, 300)));
+    figures.push(...(await objectsPerSecond(sdk, rgwConfig, options.objects ?? 3000)));
+    if ((options.hugeMiB ?? 2048) > 0) figures.push(...(await hugeObject(sdk, rgwConfig, (options.hugeMiB ?? 2048) * MiB)));
+  } finally {
+    sdk.destroy();
+    await rgw.stop();
+  }
+  return figures;
+}
+
+if (process.argv[1] && import.meta.filename === process.argv[1]) {
+  const figures = await benchS3({ bigMiB: arg('big-mib', 256), objects: arg('objects', 3000), hugeMiB: arg('huge-mib', 2048), rounds: arg('rounds', 2) });
+  process.stdout.write(`${figuresTable(figures)}\n`);
+}
