@@ -48,11 +48,14 @@ export interface DavResponse {
   url: URL;
 }
 
-/** An HTTP status the pacer may retry (429, 503, 5xx, 408): a ServiceError carrying the status and Retry-After. */
+/**
+ * An HTTP status the pacer may retry (429, 503, 5xx, 408): a ServiceError carrying the status and Retry-After. Its
+ * message is only the status: the pacer names the request when retries run out.
+ */
 export class HttpStatusError extends ServiceError {
   readonly retryAfter: string | undefined;
-  constructor(status: number, statusText: string, what: string, retryAfter: string | undefined) {
-    super(`http-${status}`, `${what}: ${status} ${statusText}`.trim(), { httpStatus: status });
+  constructor(status: number, statusText: string, retryAfter: string | undefined) {
+    super(`http-${status}`, `${status} ${statusText}`.trim(), { httpStatus: status });
     this.retryAfter = retryAfter;
   }
 }
@@ -442,7 +445,7 @@ export class DavHttp {
       }
       if (res.status === 429 || res.status === 408 || res.status >= 500) {
         const retryAfter = res.headers['retry-after'];
-        throw new HttpStatusError(res.status, res.statusText, what, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
+        throw new HttpStatusError(res.status, res.statusText, Array.isArray(retryAfter) ? retryAfter[0] : retryAfter);
       }
       return res;
     }

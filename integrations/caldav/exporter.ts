@@ -5,6 +5,7 @@ import {
   decodeSegment,
   defineExporter,
   describeError,
+  FatalError,
   ItemError,
   NotFoundError,
   type ExportEntry,
@@ -162,7 +163,17 @@ class Restore {
     throw new ItemError(path, `not a <${this.word}>/<object> path; point location at one ${this.word} to restore a deeper directory`);
   }
 
-  write(entry: ExportEntry, content: Readable): Promise<void> {
+  /** Restores one file; a login failure stops the whole restore (every later object would fail the same way). */
+  async write(entry: ExportEntry, content: Readable): Promise<void> {
+    try {
+      await this.writeOne(entry, content);
+    } catch (err) {
+      if (err instanceof AuthError) throw new FatalError(describeError(err), { cause: err, code: err.code });
+      throw err;
+    }
+  }
+
+  private writeOne(entry: ExportEntry, content: Readable): Promise<void> {
     let where: { collection: Collection; file: string };
     try {
       where = this.locate(entry.path);

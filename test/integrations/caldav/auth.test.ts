@@ -170,3 +170,18 @@ describe('caldav: throttling', () => {
     expect([...(await bob.objects('/bob/work/', 'calendar')).keys()].sort()).toEqual(['task.ics', 'weekly.ics']);
   });
 });
+
+describe('caldav exporter: credentials refused during a restore', () => {
+  it('stops the restore with the login error instead of failing every object', async () => {
+    const b = await backup('caldav', { location: `caldav://${new URL(srv.url).host}/alice/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    let allowed = 5;
+    const p = await proxy({
+      // The password is changed on the server after a few requests.
+      answer: () => (allowed-- > 0 ? undefined : { status: 401, headers: { 'www-authenticate': 'Basic realm="x"' } }),
+    });
+    // The host shows a failed Export as the raw status; the restore ends there.
+    await expect(restore('caldav', { location: `caldav://${p.host}/carol/`, username: 'carol', password: 'carolpw', use_tls: 'false' }, snapshot(b))).rejects.toThrow(
+      `rpc error: code = Unauthenticated desc = caldav exporter: cannot log in to http://${p.host} as "carol": 401 Unauthorized (hint: check username and password (an app password where the provider requires one))`,
+    );
+  });
+});

@@ -78,6 +78,29 @@ describe('caldav importer: one bad object is a per-item error', () => {
   });
 });
 
+describe('caldav importer: a collection the server cannot list', () => {
+  it('is an error record naming the request and the retries; the other collections are backed up', async () => {
+    const alice = new Account(radicale.url, 'alice', 'alicepw');
+    await alice.mkcalendar('/alice/other/', { displayName: 'Other' });
+    await alice.put('/alice/other/x.ics', simpleEvent('other-x@kloset.test', 'X'));
+    const p = await startProxy(radicale.url, {
+      answer: (req) => (req.method === 'PROPFIND' && req.path === '/alice/work/' && req.body.includes('getetag') ? { status: 500, body: 'boom' } : undefined),
+    });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/`, username: 'alice', password: 'alicepw', use_tls: 'false', max_retries: '2' });
+    expect(b.status.code).toBe(0);
+    expect(b.errors).toEqual([
+      {
+        pathname: '/work',
+        error: expect.stringMatching(
+          new RegExp(`^cannot list the objects of http://${p.host}/alice/work/: PROPFIND http://${p.host}/alice/work/: gave up after 2 attempts over [0-9.]+s: 500 Internal Server Error$`),
+        ) as unknown as string,
+      },
+    ]);
+    expect(files(b).has('/other/x.ics')).toBe(true);
+  });
+});
+
 describe('caldav importer: multiget read-ahead', () => {
   const hrefsIn = (body: string): number => body.match(/<d:href>/g)?.length ?? 0;
   let p: Proxy;
