@@ -207,7 +207,7 @@ async function startSession(client: DriveClient, target: UploadTarget): Promise<
       },
       data: JSON.stringify(metadataOf(target)),
       retry: false,
-      timeout: client.timeoutMs,
+      signal: client.signal,
     }),
   );
   const location = res.headers.get('location');
@@ -232,7 +232,7 @@ async function put(client: DriveClient, session: Session, body: Buffer, contentR
     validateStatus: (s) => s === 200 || s === 201 || s === 308,
     responseType: 'json',
     retry: false,
-    timeout: client.timeoutMs,
+    signal: client.signal,
   });
   if (res.status === 308) return { persisted: persistedFrom(res.headers) };
   return { done: res.data };
