@@ -12,6 +12,7 @@ import {
   RetryHandlerOptions,
   TelemetryHandler,
   type Context,
+  type GraphRequest,
   type Middleware,
   type MiddlewareOptions,
 } from '@microsoft/microsoft-graph-client';
@@ -132,13 +133,35 @@ export async function errorFromResponse(res: Response): Promise<OneDriveError> {
 }
 
 /**
- * A request without the Graph client (pre-authenticated upload and download URLs, the identity platform): `timeoutMs`
- * bounds the whole exchange up to the response headers; failures become OneDriveErrors.
+ * Runs `fn` with a signal that aborts after `timeoutMs` or when `signal` aborts, and releases both when `fn` settles.
+ * (AbortSignal.timeout and AbortSignal.any keep every request, body included, reachable until the timer fires or
+ * the long-lived shutdown signal is collected: thousands of requests then pin hundreds of megabytes.)
+ */
+export async function withDeadline<T>(signal: AbortSignal, timeoutMs: number, fn: (s: AbortSignal) => Promise<T>): Promise<T> {
+  const c = new AbortController();
+  const timer = setTimeout(() => c.abort(new DOMException('the request timed out', 'TimeoutError')), timeoutMs);
+  const onAbort = (): void => c.abort(signal.reason);
+  if (signal.aborted) c.abort(signal.reason);
+  else signal.addEventListener('abort', onAbort, { once: true });
+  try {
+    return await fn(c.signal);
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort);
+  }
+}
+
+/**
+ * A request without the Graph client (pre-authenticated upload URLs, the identity platform), for small replies:
+ * `timeoutMs` bounds the whole exchange, body included; failures become OneDriveErrors.
  */
 export async function plainFetch(url: string, init: RequestInit, timeoutMs: number, signal: AbortSignal): Promise<Response> {
-  const timeout = AbortSignal.timeout(timeoutMs);
   try {
-    return await fetch(url, { ...init, signal: AbortSignal.any([signal, timeout]) });
+    return await withDeadline(signal, timeoutMs, async (s) => {
+      const res = await fetch(url, { ...init, signal: s });
+      const body = res.status === 204 || res.status === 304 ? null : await res.arrayBuffer();
+      return new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+    });
   } catch (err) {
     throw networkError(err, signal);
   }
@@ -281,27 +304,10 @@ export class GraphClient {
           if (o.headers) req = req.headers(o.headers);
           const middleware: MiddlewareOptions[] = [new AuthenticationHandlerOptions({ getAccessToken: () => Promise.resolve(token) })];
           if (o.noRedirect) middleware.push(new RedirectHandlerOptions(0));
-          req = req.middlewareOptions(middleware).option('signal', AbortSignal.any([this.signal, AbortSignal.timeout(this.timeoutMs)]));
+          req = req.middlewareOptions(middleware);
           if (o.raw) req = req.responseType(ResponseType.RAW);
           try {
-            if (o.raw) {
-              // The Graph client hands back raw responses whatever their status: errors must still reach the pacer.
-              const res = (await (method === 'GET' ? req.get() : method === 'DELETE' ? req.delete() : req.post(o.body ?? {}))) as Response;
-              if (res.status >= 400) throw await errorFromResponse(res);
-              return res as T;
-            }
-            switch (method) {
-              case 'GET':
-                return (await req.get()) as T;
-              case 'POST':
-                return (await req.post(o.body ?? {})) as T;
-              case 'PUT':
-                return (await req.put(o.body)) as T;
-              case 'PATCH':
-                return (await req.patch(o.body)) as T;
-              case 'DELETE':
-                return (await req.delete()) as T;
-            }
+            return await withDeadline(this.signal, this.timeoutMs, (deadline) => send<T>(req.option('signal', deadline), method, o));
           } catch (err) {
             const e = fromGraphError(err, this.signal);
             if (e instanceof OneDriveError && e.httpStatus === 401) {
@@ -463,6 +469,28 @@ export class GraphClient {
     }
     const err = await errorFromResponse(res);
     throw contextualise(err, what);
+  }
+}
+
+/** Sends one prepared Graph request. */
+async function send<T>(req: GraphRequest, method: Method, o: RequestOptions): Promise<T> {
+  if (o.raw) {
+    // The Graph client hands back raw responses whatever their status: errors must still reach the pacer.
+    const res = (await (method === 'GET' ? req.get() : method === 'DELETE' ? req.delete() : req.post(o.body ?? {}))) as Response;
+    if (res.status >= 400) throw await errorFromResponse(res);
+    return res as T;
+  }
+  switch (method) {
+    case 'GET':
+      return (await req.get()) as T;
+    case 'POST':
+      return (await req.post(o.body ?? {})) as T;
+    case 'PUT':
+      return (await req.put(o.body)) as T;
+    case 'PATCH':
+      return (await req.patch(o.body)) as T;
+    case 'DELETE':
+      return (await req.delete()) as T;
   }
 }
 

@@ -33,8 +33,9 @@ export function download(g: GraphClient, spec: DownloadSpec, maxAttempts: number
   const prefixed = (message: string): string => (spec.what ? `${spec.what}: ${message}` : message);
   const controller = new AbortController();
   const onAbort = (): void => controller.abort(g.signal.reason);
-  g.signal.addEventListener('abort', onAbort, { once: true });
   async function* run(): AsyncGenerator<Buffer> {
+    // Registered here, not before: a stream destroyed before its first read never runs this generator's finally.
+    g.signal.addEventListener('abort', onAbort, { once: true });
     const start = spec.offset ?? 0;
     const end = spec.length !== undefined ? start + spec.length : spec.expect?.size;
     if (end !== undefined && end <= start) return;
