@@ -1,5 +1,5 @@
 // CalDAV/CardDAV importer: every calendar or address book of the account as /<collection>/<resource>.ics|.vcf, with its properties.
-import { AuthError, defineImporter, describeError, joinPath, type ImportItem, type Logger, type XattrItem } from '../../shared/index.ts';
+import { AuthError, defineImporter, describeError, encodeSegment, joinPath, type ImportItem, type Logger, type XattrItem } from '../../shared/index.ts';
 import { classify, DavHttp } from './client.ts';
 import { Dav, pathKey, type CollectionInfo, type FetchedObject, type ResourceInfo } from './dav.ts';
 import {
@@ -121,8 +121,8 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
     }
     if (resources.length === 0) continue;
     const fetcher = new ObjectFetcher(dav, c.url, resources, w.batchSize, cache, log);
-    const names = new Set<string>();
-    const pathOf = (r: ResourceInfo): string => joinPath(dir, unique(resourceName(r.url, kind), names));
+    const names = snapshotNames(resources, kind);
+    const pathOf = (r: ResourceInfo): string => joinPath(dir, names.get(pathKey(r.url)) as string);
     const xattrsOf = (r: ResourceInfo): XattrItem[] | undefined => (r.etag ? [{ name: ETAG_XATTR, value: r.etag }] : undefined);
     if (resources.every((r) => r.lastModified !== undefined)) {
       // getlastmodified is listed: nothing is downloaded until the host asks, so unchanged objects cost nothing.
@@ -170,15 +170,39 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
   }
 }
 
-/** `name`, or `name~2`, `name~3`… (before the extension) when an earlier entry took it. */
+/**
+ * `name`, or `name~2`, `name~3`… (before the extension) when an earlier entry took it: two server names can map to
+ * one snapshot name when an extension is added (`abc` and `abc.ics`), or when two homes hold equally named collections.
+ */
 function unique(name: string, used: Set<string>): string {
   let candidate = name;
   const dot = name.lastIndexOf('.');
-  for (let n = 2; used.has(candidate.toLowerCase()); n++) {
+  for (let n = 2; used.has(candidate); n++) {
     candidate = dot > 0 ? `${name.slice(0, dot)}~${n}${name.slice(dot)}` : `${name}~${n}`;
   }
-  used.add(candidate.toLowerCase());
+  used.add(candidate);
   return candidate;
+}
+
+/**
+ * Snapshot file names of a collection's objects, by path key. Names the server already gives with the extension are
+ * kept as they are; a name that needed the extension added yields to them on a clash (`abc` next to `abc.ics`).
+ */
+function snapshotNames(resources: ResourceInfo[], kind: DavKind): Map<string, string> {
+  const out = new Map<string, string>();
+  const used = new Set<string>();
+  const later: ResourceInfo[] = [];
+  for (const r of resources) {
+    const name = resourceName(r.url, kind);
+    if (name === encodeSegment(lastSegment(r.url)) && !used.has(name)) {
+      used.add(name);
+      out.set(pathKey(r.url), name);
+    } else {
+      later.push(r);
+    }
+  }
+  for (const r of later) out.set(pathKey(r.url), unique(resourceName(r.url, kind), used));
+  return out;
 }
 
 /** A fetched object, ready to serve: canonical bytes, or why it cannot be backed up. */

@@ -144,6 +144,22 @@ describe('caldav importer: Radicale', () => {
     expect([...files(one).keys()].sort()).toEqual(['/tasks/.collection.json', '/tasks/coffee.ics', '/tasks/report.ics']);
   });
 
+  it('keeps server names; one that needed .ics added yields to a real .ics name on a clash', async () => {
+    await alice.mkcalendar('/alice/names/', { displayName: 'Names' });
+    await alice.put('/alice/names/abc', simpleEvent('bare@kloset.test', 'Bare name'));
+    await alice.put('/alice/names/abc.ics', simpleEvent('real@kloset.test', 'Real name'));
+    await alice.put('/alice/names/100%25%20sure%3F.ics', simpleEvent('odd@kloset.test', 'Odd name'));
+    const one = await backup('caldav', cfg('alice', '/alice/names/'));
+    expect([...files(one).keys()].sort()).toEqual(['/names/.collection.json', '/names/100%25 sure?.ics', '/names/abc.ics', '/names/abc~2.ics']);
+    expect(propOf(content(one, '/names/abc.ics'), 'uid')).toBe('real@kloset.test');
+    expect(propOf(content(one, '/names/abc~2.ics'), 'uid')).toBe('bare@kloset.test');
+    const out = await restore('caldav', cfg('carol', '/carol/names/'), snapshot(one));
+    expect(out.itemErrors).toEqual([]);
+    const carol = new Account(srv.url, 'carol', 'carolpw');
+    expect([...(await carol.objects('/carol/names/', 'calendar')).keys()].sort()).toEqual(['100% sure?.ics', 'abc.ics', 'abc~2.ics']);
+    await alice.delete('/alice/names/');
+  });
+
   it('components keeps only the chosen types and skips calendars that cannot hold them', async () => {
     const todo = await backup('caldav', cfg('alice', '/alice/', { components: 'VTODO' }));
     expect([...files(todo).keys()].sort()).toEqual(['/empty/.collection.json', '/tasks/.collection.json', '/tasks/coffee.ics', '/tasks/report.ics', '/work/.collection.json']);
