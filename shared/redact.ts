@@ -20,20 +20,21 @@ const PATTERNS: Array<[RegExp, string]> = [
 /** Collects secret values and scrubs them, in their common encodings, from any text. */
 export class Redactor {
   private readonly secrets = new Set<string>();
-  private compiled: RegExp | undefined;
+  /** The forms, longest first, so a form inside a longer one never breaks the longer one's match. */
+  private sorted: string[] | undefined;
 
   /** Registers a secret value; its URL-encoded, base64 and base64url forms are redacted too. */
   add(value: string | undefined): void {
     if (!value || value.length < MIN_SECRET_LENGTH) return;
     const forms = [
       value,
-      encodeURIComponent(value),
+      uriEncoded(value),
       Buffer.from(value).toString('base64'),
       Buffer.from(value).toString('base64url'),
       Buffer.from(value).toString('base64').replace(/=+$/, ''),
     ];
     for (const f of forms) if (f.length >= MIN_SECRET_LENGTH) this.secrets.add(f);
-    this.compiled = undefined;
+    this.sorted = undefined;
   }
 
   /** Every registered form, longest first (for tests that scan output). */
@@ -44,17 +45,21 @@ export class Redactor {
   /** Returns `text` with every secret form and token shape replaced by `***`. */
   redact(text: string): string {
     let out = text;
-    if (this.secrets.size > 0) {
-      this.compiled ??= new RegExp(
-        this.forms()
-          .map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'))
-          .join('|'),
-        'g',
-      );
-      out = out.replace(this.compiled, '***');
-    }
+    // Plain substring replacement: one alternation regex of every form fails ("Regular expression too large") once
+    // the secrets are long (a pasted key file, a hostile value) and would turn every error into a crash.
+    this.sorted ??= this.forms();
+    for (const form of this.sorted) if (out.includes(form)) out = out.replaceAll(form, '***');
     for (const [re, replacement] of PATTERNS) out = out.replace(re, replacement);
     return out;
+  }
+}
+
+/** `encodeURIComponent`, or the value itself when it holds an unpaired surrogate (which encodeURIComponent throws on). */
+function uriEncoded(value: string): string {
+  try {
+    return encodeURIComponent(value);
+  } catch {
+    return value;
   }
 }
 
