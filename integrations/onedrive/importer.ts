@@ -1,7 +1,7 @@
 // OneDrive importer: lists a folder tree (delta feed, or children walk), streams records with fileSystemInfo times,
 // and downloads each file lazily through its pre-authenticated URL, checking the hashes Graph reported.
-import { ConfigError, defineImporter, NotFoundError, type ImportItem } from '../../shared/index.ts';
-import type { DriveItem } from './api.ts';
+import { ConfigError, defineImporter, NotFoundError, type ImportItem, type XattrItem } from '../../shared/index.ts';
+import type { DriveItem, Hashes } from './api.ts';
 import { connect, LOCATION } from './connect.ts';
 import { listTree } from './delta.ts';
 import { download } from './download.ts';
@@ -19,6 +19,8 @@ export const importer = defineImporter({
     if (!root) throw new NotFoundError(`cannot back up ${folder}: no such folder in drive ${g.drive.id}`);
     if (root.file) throw new ConfigError('location', `${folder} is a file; give the folder that holds it`);
     const maxAttempts = o.maxRetries;
+    // `plakar backup -no-xattr` (the host's noxattr): the hashes are still verified, just not recorded.
+    const keepHashes = !ctx.host?.noXattr;
     return {
       // The drive ID is global and stable: it keys the parent snapshot (with the root) across runs and accounts.
       origin: g.drive.id,
@@ -54,6 +56,7 @@ export const importer = defineImporter({
         size,
         mtime,
         perm: 0o644,
+        xattrs: keepHashes ? hashXattrs(hashes) : undefined,
         // Only the id, size and hashes stay with the record until the host acks it; the URL is asked for at open.
         open: () =>
           Promise.resolve(download(
@@ -68,6 +71,24 @@ export const importer = defineImporter({
     }
   },
 });
+
+/** Extended attributes under which OneDrive's hashes of a file are kept in the snapshot. */
+export const HASH_XATTRS = {
+  quickXorHash: 'user.onedrive.quickxorhash',
+  sha1Hash: 'user.onedrive.sha1',
+  sha256Hash: 'user.onedrive.sha256',
+} as const;
+
+/** The hashes OneDrive reported for a file, as extended attributes (the value as Graph gives it: base64 or hex). */
+function hashXattrs(hashes: Hashes | undefined): XattrItem[] | undefined {
+  if (!hashes) return undefined;
+  const out: XattrItem[] = [];
+  for (const key of ['quickXorHash', 'sha1Hash', 'sha256Hash'] as const) {
+    const value = hashes[key];
+    if (value) out.push({ name: HASH_XATTRS[key], value });
+  }
+  return out.length > 0 ? out : undefined;
+}
 
 /** The client modification time (fileSystemInfo), else the service's, else the epoch. */
 function timeOf(item: DriveItem): Date {

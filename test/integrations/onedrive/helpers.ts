@@ -86,6 +86,7 @@ export async function backup(
     const outcome = await s.host.importAll({
       maxConcurrency: 2,
       content: (record) => {
+        if (record.isXattr) return undefined;
         const file = join(dir, `content-${n++}`);
         files.set(record.pathname, file);
         return createWriteStream(file);

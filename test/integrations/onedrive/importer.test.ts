@@ -41,7 +41,7 @@ describe('onedrive importer: listing and records', () => {
       expect(out.status.code).toBe(0);
       expect(out.itemErrors).toEqual([]);
       expect(out.errors).toEqual([]);
-      const paths = out.records.map((r) => r.pathname).sort();
+      const paths = out.records.filter((r) => !r.isXattr).map((r) => r.pathname).sort();
       expect(paths).toEqual(
         [
           '/Src',
@@ -64,11 +64,33 @@ describe('onedrive importer: listing and records', () => {
         expect(r?.fileInfo?.name).toBe(p.split('/').pop());
         expect(out.contents.get(`/Src${p}`)).toBe(sha256(data));
       }
+      // OneDrive's hashes are kept as extended attributes of each file, with the values Graph reported.
+      for (const p of files.keys()) {
+        const hashes = itemAt(emu, emu.me, `/Src${p}`)?.hashes;
+        const xattrs = out.records.filter((r) => r.isXattr && r.pathname === `/Src${p}`);
+        expect(xattrs.map((r) => r.xattrName), p).toEqual(['user.onedrive.quickxorhash', 'user.onedrive.sha1', 'user.onedrive.sha256']);
+        expect(out.records.find((r) => !r.isXattr && r.pathname === `/Src${p}`)?.extendedAttributes).toEqual(xattrs.map((r) => r.xattrName));
+        expect(out.contents.get(`xattr:/Src${p}:user.onedrive.quickxorhash`)).toBe(sha256(hashes?.quickXorHash as string));
+        expect(out.contents.get(`xattr:/Src${p}:user.onedrive.sha1`)).toBe(sha256(hashes?.sha1Hash as string));
+        expect(out.contents.get(`xattr:/Src${p}:user.onedrive.sha256`)).toBe(sha256(hashes?.sha256Hash as string));
+      }
       const dir = out.records.find((x) => x.pathname === '/Src/empty folder');
       expect(dir?.fileInfo?.mode).toBe((MODE.DIR | 0o755) >>> 0);
       expect(dir?.fileInfo?.modTime?.seconds).toBe(T1.getTime() / 1000);
       // Delta: a handful of paged calls, no per-folder listing.
       expect(emu.count((r) => r.path.endsWith('/children'))).toBe(0);
+    } finally {
+      s.close();
+    }
+  });
+
+  it('records no hash attributes when the host asks for none (backup -no-xattr), and still verifies content', async () => {
+    const s = await served('importer', emu.config('onedrive:///Src/deep'), { noxattr: true });
+    try {
+      const out = await s.host.importAll({ content: 'sha256' });
+      expect(out.itemErrors).toEqual([]);
+      expect(out.records.filter((r) => r.isXattr)).toEqual([]);
+      expect(out.contents.get('/Src/deep/er/sibling.txt')).toBe(sha256('sib'));
     } finally {
       s.close();
     }
@@ -94,7 +116,7 @@ describe('onedrive importer: listing and records', () => {
     const s = await served('importer', emu.config('onedrive:///Team', { drive_id: work.id }, work));
     try {
       const out = await s.host.importAll({ content: 'sha256' });
-      expect(out.records.map((r) => r.pathname).sort()).toEqual(['/Team', '/Team/x', '/Team/x/y.txt', '/Team/z.txt']);
+      expect(out.records.filter((r) => !r.isXattr).map((r) => r.pathname).sort()).toEqual(['/Team', '/Team/x', '/Team/x/y.txt', '/Team/z.txt']);
       expect(out.contents.get('/Team/x/y.txt')).toBe(sha256('why'));
       expect(emu.count((r) => r.path.includes(encodeURIComponent(work.id)) && r.path.endsWith('/delta') && r.status === 400)).toBe(1);
     } finally {
@@ -120,7 +142,7 @@ describe('onedrive importer: listing and records', () => {
     const skip = await served('importer', emu.config('onedrive:///Notes'));
     try {
       const out = await skip.host.importAll();
-      expect(out.records.filter((r) => !r.error).map((r) => r.pathname).sort()).toEqual(['/Notes', '/Notes/todo.txt']);
+      expect(out.records.filter((r) => !r.error && !r.isXattr).map((r) => r.pathname).sort()).toEqual(['/Notes', '/Notes/todo.txt']);
       expect(out.errors).toEqual([{ pathname: '/Notes/My Notebook', error: 'OneNote notebook not backed up (set include_onenote=true to back up its files)' }]);
     } finally {
       skip.close();

@@ -59,9 +59,15 @@ describe('onedrive round trip: backup → restore → compare', () => {
     const second = await backup(emu.config('onedrive:///Restored'), tmp.dir);
     const shape = (records: typeof first.outcome.records, root: string) =>
       records
-        .map((r) => ({ path: r.pathname === root ? '/' : r.pathname.slice(root.length), size: r.fileInfo?.size, mode: r.fileInfo?.mode, mtime: r.fileInfo?.modTime }))
+        .map((r) => ({
+          path: r.pathname === root ? '/' : r.pathname.slice(root.length),
+          xattr: r.isXattr ? r.xattrName : '',
+          size: r.fileInfo?.size,
+          mode: r.fileInfo?.mode,
+          mtime: r.fileInfo?.modTime,
+        }))
         .filter((r) => r.path !== '/')
-        .sort((x, y) => (x.path < y.path ? -1 : 1));
+        .sort((x, y) => (x.path === y.path ? (x.xattr < y.xattr ? -1 : 1) : x.path < y.path ? -1 : 1));
     expect(shape(second.outcome.records, '/Restored')).toEqual(shape(first.outcome.records, '/Source'));
   });
 });
