@@ -9,6 +9,8 @@ export interface SeenRequest {
   method: string;
   path: string;
   authorization: string;
+  /** Request headers, lower-case names. */
+  headers: http.IncomingHttpHeaders;
   body: string;
 }
 
@@ -23,6 +25,8 @@ export interface Answer {
 export interface ProxyHooks {
   /** Answer a request directly (auth challenges, throttling, a token endpoint); undefined forwards it. */
   answer?(req: SeenRequest, n: number): Answer | undefined;
+  /** Runs before a request is answered or forwarded (to hold it, or to change the server meanwhile). */
+  before?(req: SeenRequest): Promise<void>;
   /** The Authorization header sent upstream (default: the client's). */
   upstreamAuth?(req: SeenRequest): string | undefined;
   /** Rewrites the upstream response body. */
@@ -49,10 +53,16 @@ export async function startProxy(upstream: string, hooks: ProxyHooks = {}, tls?:
         method: req.method ?? 'GET',
         path: req.url ?? '/',
         authorization: String(req.headers.authorization ?? ''),
+        headers: req.headers,
         body: Buffer.concat(chunks).toString('utf8'),
       };
       requests.push(seen);
-      const direct = hooks.answer?.(seen, requests.length);
+      const n = requests.length;
+      if (hooks.before) void hooks.before(seen).then(() => forward(seen, n, chunks), () => forward(seen, n, chunks));
+      else forward(seen, n, chunks);
+    });
+    const forward = (seen: SeenRequest, n: number, chunks: Buffer[]): void => {
+      const direct = hooks.answer?.(seen, n);
       if (direct) {
         const h: Record<string, string> = {};
         for (const [k, v] of Object.entries(direct.headers ?? {})) if (v !== undefined) h[k] = v;
@@ -86,7 +96,7 @@ export async function startProxy(upstream: string, hooks: ProxyHooks = {}, tls?:
         res.end();
       });
       out.end(body);
-    });
+    };
   };
   const server = tls ? https.createServer(tls, handler) : http.createServer(handler);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
