@@ -259,13 +259,16 @@ export class DriveClient {
    * Starts a streamed request with an idle timer: aborted when the answer or any piece of the body takes longer than
    * `timeout` (a whole-request timeout would cut long downloads).
    */
-  async streamed(what: string, start: (signal: AbortSignal) => Promise<{ data: unknown }>): Promise<{ body: Readable; alive: () => void; done: () => void }> {
+  async streamed(
+    what: string,
+    start: (signal: AbortSignal) => Promise<{ data: unknown; status?: number }>,
+  ): Promise<{ body: Readable; status: number; alive: () => void; done: () => void }> {
     return this.call(what, async () => {
       const ac = new AbortController();
       const timer = setTimeout(() => ac.abort(), this.timeoutMs);
       try {
         const res = await start(ac.signal);
-        return { body: res.data as Readable, alive: () => timer.refresh(), done: () => clearTimeout(timer) };
+        return { body: res.data as Readable, status: res.status ?? 200, alive: () => timer.refresh(), done: () => clearTimeout(timer) };
       } catch (err) {
         clearTimeout(timer);
         throw err;
@@ -476,19 +479,30 @@ export class DriveClient {
       let resumes = 0;
       let finished = false;
       while (!finished && pos < end) {
-        const headers = pos > 0 || (range !== undefined && end < (known ? file.size : Infinity)) ? { Range: `bytes=${pos}-${Number.isFinite(end) ? end - 1 : ''}` } : {};
-        const { body, alive, done } = await client.streamed(what, (signal) =>
+        const headers: Record<string, string> = pos > 0 || (range !== undefined && end < (known ? file.size : Infinity)) ? { Range: `bytes=${pos}-${Number.isFinite(end) ? end - 1 : ''}` } : {};
+        const { body, status, alive, done } = await client.streamed(what, (signal) =>
           client.api.files.get({ fileId: file.id, alt: 'media', ...client.driveParams }, client.mo({ responseType: 'stream', headers, signal })),
         );
+        // An answer that ignored the Range would hand on bytes from the wrong place.
+        if (headers.Range !== undefined && status !== 206) {
+          done();
+          body.destroy();
+          throw new ServiceError('rangeIgnored', `${what}: asked for bytes ${pos}-${Number.isFinite(end) ? end - 1 : ''}, got HTTP ${status} instead of 206 Partial Content`);
+        }
         try {
           for await (const chunk of body) {
             alive();
             const buf = chunk as Buffer;
-            const piece = pos + buf.length > end ? buf.subarray(0, end - pos) : buf;
-            hash?.update(piece);
-            pos += piece.length;
-            yield piece;
-            if (pos >= end) break;
+            const piece = pos + buf.length > end ? buf.subarray(0, Math.max(0, end - pos)) : buf;
+            if (piece.length > 0) {
+              hash?.update(piece);
+              pos += piece.length;
+              yield piece;
+            }
+            // Read on to the end of the answer (Drive sends exactly the range): a response left unfinished keeps its
+            // connection out of the pool, and thousands of small Gets then pile up sockets. Only an answer longer
+            // than asked for is cut short.
+            if (piece.length < buf.length) break;
           }
           if (pos < end && Number.isFinite(end)) throw Object.assign(new Error('premature close'), { code: 'ERR_STREAM_PREMATURE_CLOSE' });
           finished = true;
@@ -516,7 +530,7 @@ export class DriveClient {
    */
   async exportDoc(id: string, mime: string, what: string): Promise<Readable> {
     const client = this;
-    const start = (): Promise<{ body: Readable; alive: () => void; done: () => void }> =>
+    const start = (): Promise<{ body: Readable; status: number; alive: () => void; done: () => void }> =>
       client.streamed(what, (signal) => client.api.files.export({ fileId: id, mimeType: mime }, client.mo({ responseType: 'stream', signal })));
     let current = await start();
     async function* generate(): AsyncGenerator<Buffer> {

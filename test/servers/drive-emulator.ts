@@ -145,6 +145,8 @@ export interface EmulatorStats {
   /** Bytes received in upload bodies and sent in media downloads. */
   uploadBytes: number;
   downloadBytes: number;
+  /** TCP connections accepted (clients that reuse connections keep this low). */
+  connections: number;
 }
 
 /** Options of the emulator. */
@@ -275,7 +277,7 @@ export class DriveEmulator {
   }
 
   private static emptyStats(): EmulatorStats {
-    return { requests: 0, byRoute: {}, byStatus: {}, unauthorized: 0, faults: 0, maxInFlight: 0, uploadBytes: 0, downloadBytes: 0 };
+    return { requests: 0, byRoute: {}, byStatus: {}, unauthorized: 0, faults: 0, maxInFlight: 0, uploadBytes: 0, downloadBytes: 0, connections: 0 };
   }
 
   /** Starts an emulator on 127.0.0.1 at a random port, with user alice@example.com. */
@@ -288,6 +290,7 @@ export class DriveEmulator {
     emu.server.keepAliveTimeout = 30_000;
     emu.server.on('connection', (s) => {
       emu.sockets.add(s);
+      emu.stats.connections++;
       s.on('close', () => emu.sockets.delete(s));
     });
     await new Promise<void>((resolve) => emu.server.listen(0, '127.0.0.1', resolve));

@@ -85,6 +85,26 @@ describe('gdrive storage: layout and writes', () => {
     other.close();
   });
 
+  it('ranged Gets read each answer to its end, so connections go back to the pool instead of piling up', async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///pooled', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_pooled'));
+    const body = Buffer.from(Array.from({ length: 200_000 }, (_, i) => i % 251));
+    await s.host.put(RESOURCE.PACKFILE, mac(0x33), body);
+    expect((await s.host.get(RESOURCE.PACKFILE, mac(0x33), { offset: 0, length: 1 })).equals(body.subarray(0, 1))).toBe(true);
+    e.resetStats();
+    for (let i = 0; i < 100; i++) {
+      // Small ranges as a restore reads, and ranges of several socket reads.
+      const length = i % 2 === 0 ? 720 : 64 * 1024 + i;
+      const offset = (i * 1999) % (body.length - length);
+      expect((await s.host.get(RESOURCE.PACKFILE, mac(0x33), { offset, length })).equals(body.subarray(offset, offset + length))).toBe(true);
+    }
+    s.close();
+    expect(e.stats.byRoute.media).toBe(100);
+    // One Get at a time: a client that reads to the end of each answer reuses one or two sockets.
+    expect(e.stats.connections, `${e.stats.connections} connections`).toBeLessThan(10);
+  });
+
   it('a restore that reads many objects indexes the repository with one listing instead of a lookup each', async () => {
     const e = drive.emu;
     const w = await connect('storage', drive.config('gdrive:///indexed', { cache: 'false' }));
