@@ -16,6 +16,7 @@ export const SERVERS_BY_PROJECT: Readonly<Record<string, readonly string[]>> = {
   caldav: ['radicale', 'xandikos'],
   gdrive: [],
   onedrive: [],
+  faults: ['radosgw', 'dovecot', 'radicale'],
 };
 
 /** The `--project` names given on the command line (none means every project). */
