@@ -1,7 +1,7 @@
 // s3 under faults: connections reset mid-transfer, bursts of 503 SlowDown / 500, failing listings, and the Init/Open
 // errors of a wrong secret, a missing bucket and a bad endpoint — with no secret ever in stderr or a message.
 import { join } from 'node:path';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { integration } from '../../../integrations/s3/index.ts';
 import { createLimiter } from '../../../shared/index.ts';
@@ -9,8 +9,8 @@ import { assertNoSecrets, openConnector, type OpenConnector } from '../../confor
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { RESOURCE } from '../../harness/index.ts';
 import { restoreEntries, seedBucket, type BucketFixture } from './bucket-fixture.ts';
-import { describeBucket } from './inspect.ts';
-import { bursts, startFlakyProxy, startResetProxy, type Proxy } from './proxies.ts';
+import { describeBucket, listAll } from './inspect.ts';
+import { bursts, startFlakyProxy, startResetProxy, startTlsProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
 
 const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
@@ -151,6 +151,55 @@ describe('s3: transfers survive faults', () => {
   }, 120_000);
 });
 
+describe('s3: failures that end one item', () => {
+  it('a multipart upload whose part keeps failing is aborted: the item (or Put) fails, no upload is left behind', async () => {
+    const bucket = bucketName('fault-abort');
+    await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+    // Every attempt at part 2 of any upload fails; everything else (including the abort) goes through.
+    const proxy = await startFlakyProxy(rgw.endpoint, (_n, req) => (req.method === 'PUT' && /[?&]partNumber=2(&|$)/.test(req.url) ? 500 : 'pass'));
+    proxies.push(proxy);
+    const config = via(proxy, configFor(rgw, bucket, 'out', { ...tuning, max_retries: '2' }));
+    const big = pseudoRandom(12 * MiB, 7);
+    const exporter = await open('exporter', config);
+    const out = await exporter.host.exportTree([
+      { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/big.bin', info: { mode: 0o644, size: big.length }, content: big },
+      { path: '/small.txt', info: { mode: 0o644, size: 5 }, content: Buffer.from('small') },
+    ]);
+    expect(out.status.code, out.status.details).toBe(0);
+    expect(out.itemErrors.map((e) => e.pathname)).toEqual(['/big.bin']);
+    expect(out.itemErrors[0]?.error).toMatch(/cannot write s3:\/\/[^ ]+\/out\/big\.bin \(part 2\): gave up after 2 attempts .*InternalError \(HTTP 500\)/);
+    const store = await open('storage', { ...config, location: `${config.location as string}-repo` });
+    await store.host.create(Buffer.from('_KLOSET_abort'));
+    expect(await failure(store.host.put(RESOURCE.PACKFILE, randomMac(), big))).toMatch(/\(part 2\): gave up after 2 attempts/);
+    expect(proxy.stats.byStatus[500]).toBe(4);
+    const uploads = await sdk.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
+    expect(uploads.Uploads ?? []).toEqual([]);
+    expect((await listAll(sdk, bucket)).map((o) => o.key).sort()).toEqual(['out-repo/CONFIG', 'out/small.txt']);
+  });
+
+  it('an archived (GLACIER) object that cannot be read is an item error naming it; the backup goes on', async () => {
+    const bucket = bucketName('fault-cold');
+    await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
+    for (const key of ['src/warm.txt', 'src/cold/archived.bin', 'src/z.txt']) await sdk.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: key }));
+    // What AWS answers a GET of a GLACIER or DEEP_ARCHIVE object that has not been restored (HEAD still works).
+    const archived = { status: 403, code: 'InvalidObjectState', message: 'The operation is not valid for the object\'s storage class' };
+    const proxy = await startFlakyProxy(rgw.endpoint, (_n, req) => (req.method === 'GET' && req.url.includes('/cold/archived.bin') ? archived : 'pass'));
+    proxies.push(proxy);
+    const importer = await open('importer', via(proxy, configFor(rgw, bucket, 'src')));
+    const imported = await importer.host.importAll({ maxConcurrency: 2, content: 'bytes' });
+    expect(imported.status.code).toBe(0);
+    expect(imported.itemErrors.map((e) => e.pathname)).toEqual(['/src/cold/archived.bin']);
+    expect(imported.itemErrors[0]?.message).toMatch(
+      /s3:\/\/[^ ]+\/src\/cold\/archived\.bin: the object is archived \(GLACIER or DEEP_ARCHIVE\) and must be restored before it can be read \(InvalidObjectState\)/,
+    );
+    expect(imported.contents.get('/src/warm.txt')?.toString()).toBe('src/warm.txt');
+    expect(imported.contents.get('/src/z.txt')?.toString()).toBe('src/z.txt');
+    // Refused at once: an archived object is not retried.
+    expect(proxy.stats.byStatus[403]).toBe(1);
+  });
+});
+
 describe('s3: Init and Open fail with a clear message', () => {
   it('a wrong secret', async () => {
     const bucket = bucketName('auth');
@@ -212,4 +261,53 @@ describe('s3: Init and Open fail with a clear message', () => {
     const tls = { ...configFor(rgw, 'bucket', 'data'), use_tls: 'true' };
     expect(await failure((await open('storage', tls)).host.open())).toMatch(/does not seem to speak TLS there \(hint: use_tls=false/);
   }, 60_000);
+});
+
+describe('s3: TLS and credentials', () => {
+  it('HTTPS by default: an untrusted certificate fails with a hint, tls_insecure_no_verify accepts it', async () => {
+    const proxy = await startTlsProxy(rgw.endpoint);
+    proxies.push(proxy);
+    const base = via(proxy, configFor(rgw, bucketName('tls'), 'data'));
+    delete base.use_tls;
+    const refused = await open('storage', base);
+    expect(await failure(refused.host.create(Buffer.from('_KLOSET_')))).toMatch(
+      /the TLS certificate of 127\.0\.0\.1:\d+ is not trusted \(DEPTH_ZERO_SELF_SIGNED_CERT\) \(hint: fix the certificate, or tls_insecure_no_verify=true for testing\)/,
+    );
+    const accepted = await open('storage', { ...base, tls_insecure_no_verify: 'true' });
+    await accepted.host.create(Buffer.from('_KLOSET_tls'));
+    expect((await accepted.host.open()).toString()).toBe('_KLOSET_tls');
+  });
+
+  it('without keys, the AWS credential chain: environment variables, then a profile of a shared credentials file', async () => {
+    const { mkdtemp, writeFile, rm } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(join(tmpdir(), 'kts-s3-aws-'));
+    const credentials = join(dir, 'credentials');
+    await writeFile(credentials, `[backup]\naws_access_key_id = ${rgw.accessKey}\naws_secret_access_key = ${rgw.secretKey}\n`);
+    const { access_key: _a, secret_access_key: _s, ...keyless } = configFor(rgw, bucketName('chain'), 'data', { requester_pays: 'true' });
+    const fromEnv = { AWS_ACCESS_KEY_ID: rgw.accessKey, AWS_SECRET_ACCESS_KEY: rgw.secretKey };
+    const fromProfile = { AWS_SHARED_CREDENTIALS_FILE: credentials, AWS_CONFIG_FILE: join(dir, 'none'), AWS_EC2_METADATA_DISABLED: 'true' };
+    try {
+      for (const [env, config] of [
+        [fromEnv, keyless],
+        [fromProfile, { ...keyless, profile: 'backup' }],
+      ] as const) {
+        // In-process runs read this process's environment; spawned ones get it as theirs.
+        const saved = { ...process.env };
+        Object.assign(process.env, env);
+        try {
+          const c = await openConnector(target, 'storage', { ...process.env, ...env });
+          opened.push(c);
+          await c.host.init('storage', 's3', { ...config });
+          if (env === fromEnv) await c.host.create(Buffer.from('_KLOSET_chain'));
+          expect((await c.host.open()).toString()).toBe('_KLOSET_chain');
+        } finally {
+          for (const k of Object.keys(env)) delete process.env[k];
+          Object.assign(process.env, saved);
+        }
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });

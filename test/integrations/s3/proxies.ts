@@ -95,8 +95,15 @@ export async function startResetProxy(target: string, options: { everyBytes: num
   };
 }
 
-/** What the flaky proxy answers for one request. */
-export type Verdict = 'pass' | 503 | 500;
+/** An S3 error answer of the flaky proxy. */
+export interface ErrorAnswer {
+  status: number;
+  code: string;
+  message: string;
+}
+
+/** What the flaky proxy answers for one request: relay it, a 503 SlowDown, a 500 InternalError, or a given error. */
+export type Verdict = 'pass' | 503 | 500 | ErrorAnswer;
 
 /** What the flaky proxy did. */
 export interface FlakyStats {
@@ -105,14 +112,18 @@ export interface FlakyStats {
   byStatus: Record<number, number>;
 }
 
-const ERROR_XML: Record<number, string> = {
-  503: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>SlowDown</Code><Message>Please reduce your request rate.</Message><RequestId>proxy</RequestId></Error>',
-  500: '<?xml version="1.0" encoding="UTF-8"?><Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>proxy</RequestId></Error>',
+const ANSWERS: Record<503 | 500, ErrorAnswer> = {
+  503: { status: 503, code: 'SlowDown', message: 'Please reduce your request rate.' },
+  500: { status: 500, code: 'InternalError', message: 'We encountered an internal error. Please try again.' },
 };
 
+function errorXml(a: ErrorAnswer): string {
+  return `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${a.code}</Code><Message>${a.message}</Message><RequestId>proxy</RequestId></Error>`;
+}
+
 /**
- * An HTTP proxy to `target` that answers some requests itself with 503 SlowDown or 500 InternalError, as `plan`
- * decides from the request number, method and URL; everything else is relayed unchanged (Host included, so SigV4
+ * An HTTP proxy to `target` that answers some requests itself with 503 SlowDown, 500 InternalError or another S3
+ * error, as `plan` decides from the request number, method and URL; everything else is relayed unchanged (Host included, so SigV4
  * signatures still match).
  */
 export async function startFlakyProxy(
@@ -127,14 +138,15 @@ export async function startFlakyProxy(
     const n = stats.requests++;
     const verdict = plan(n, { method: req.method ?? 'GET', url: req.url ?? '/' });
     if (verdict !== 'pass') {
+      const answer = typeof verdict === 'number' ? ANSWERS[verdict] : verdict;
       stats.failed++;
-      stats.byStatus[verdict] = (stats.byStatus[verdict] ?? 0) + 1;
+      stats.byStatus[answer.status] = (stats.byStatus[answer.status] ?? 0) + 1;
       req.resume();
       req.on('end', () => {
-        const body = ERROR_XML[verdict] as string;
+        const body = errorXml(answer);
         const headers: http.OutgoingHttpHeaders = { 'content-type': 'application/xml', 'content-length': Buffer.byteLength(body) };
-        if (verdict === 503) headers['retry-after'] = '0';
-        res.writeHead(verdict, headers);
+        if (answer.status === 503) headers['retry-after'] = '0';
+        res.writeHead(answer.status, headers);
         res.end(req.method === 'HEAD' ? undefined : body);
       });
       return;
@@ -171,4 +183,45 @@ export function bursts(period: number, burst: number): (n: number) => Verdict {
     if (n % period >= burst) return 'pass';
     return Math.floor(n / period) % 2 === 0 ? 503 : 500;
   };
+}
+
+/**
+ * A TLS-terminating proxy to `target` with a fresh self-signed certificate for 127.0.0.1 (made with the openssl
+ * command line), so that HTTPS options can be checked against a plain-HTTP server.
+ */
+export async function startTlsProxy(target: string): Promise<Proxy> {
+  const { execFileSync } = await import('node:child_process');
+  const { mkdtempSync, readFileSync, rmSync } = await import('node:fs');
+  const { tmpdir } = await import('node:os');
+  const { join } = await import('node:path');
+  const tls = await import('node:tls');
+  const dir = mkdtempSync(join(tmpdir(), 'kts-s3-tls-'));
+  try {
+    execFileSync(
+      'openssl',
+      ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'), '-days', '2', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1'],
+      { stdio: 'ignore' },
+    );
+    const url = new URL(target);
+    const sockets = new Set<net.Socket>();
+    const server = tls.createServer({ key: readFileSync(join(dir, 'key.pem')), cert: readFileSync(join(dir, 'cert.pem')) }, (client) => {
+      const upstream = net.connect(Number(url.port), url.hostname);
+      sockets.add(client);
+      sockets.add(upstream);
+      client.pipe(upstream).pipe(client);
+      const end = (): void => {
+        client.destroy();
+        upstream.destroy();
+      };
+      client.on('error', end);
+      upstream.on('error', end);
+      client.on('close', () => sockets.delete(client));
+      upstream.on('close', () => sockets.delete(upstream));
+    });
+    server.on('tlsClientError', () => undefined);
+    const port = await listen(server);
+    return { endpoint: `https://127.0.0.1:${port}`, close: closer(server, sockets) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
