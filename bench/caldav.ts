@@ -1,58 +1,212 @@
-// caldav benchmark on real servers: a 5,000-event calendar backed up from Radicale (multiget read-ahead) and from
-// Xandikos (one query while listing), listed again, then restored; prints wall time and this process's CPU.
-// Run: npx tsx bench/caldav.ts  (CALDAV_BENCH_EVENTS, CALDAV_BENCH_RESTORE change the sizes)
+// caldav benchmark on real servers, the connector spawned over two pipes like Plakar does: a 5,000-event calendar
+// backed up from Radicale (listing with getlastmodified, multiget read-ahead) and from Xandikos (one query while
+// listing), backed up again, then restored; each step next to a raw client doing the same HTTP work without Plakar.
+// Prints a table: objects/s, wall time, the connector's CPU and peak RSS.
+// Run: npx tsx bench/caldav.ts  (CALDAV_BENCH_EVENTS, CALDAV_BENCH_RESTORE change the sizes;
+//   CALDAV_BENCH_EXE=dist/caldav/caldav uses the built executable instead of the TypeScript sources)
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { launchPlugin, type ExportEntry, type ImportOptions, type LaunchedPlugin } from '../test/harness/index.ts';
 import { Account } from '../test/integrations/caldav/dav-util.ts';
 import { benchEvent } from '../test/integrations/caldav/fixtures.ts';
-import { backup, files, restore, snapshot, type Backup } from '../test/integrations/caldav/host.ts';
+import { files, snapshot, type Backup } from '../test/integrations/caldav/host.ts';
 import { seedRadicale, seedXandikos, startRadicale, startXandikos } from '../test/integrations/caldav/servers.ts';
 
+const ROOT = join(import.meta.dirname, '..');
 /** Events in the big calendar. */
 const EVENTS = Number(process.env.CALDAV_BENCH_EVENTS ?? 5000);
 /** Events restored (both servers spend 20–150 ms per PUT, Radicale more as the calendar grows). */
 const RESTORE = Math.min(EVENTS, Number(process.env.CALDAV_BENCH_RESTORE ?? 500));
+/** The host's maxconcurrency, and the raw client's parallel requests. */
+const PARALLEL = 4;
 
 const name = (i: number): string => `event-${String(i).padStart(6, '0')}.ics`;
 const events = (n: number): Array<[string, string]> => Array.from({ length: n }, (_, i) => [name(i), benchEvent(i)]);
 
-async function timed<T>(label: string, fn: () => Promise<T>): Promise<T> {
+interface Row {
+  server: string;
+  step: string;
+  objects: number;
+  wall: number;
+  /** Connector CPU seconds (undefined for the raw client, which runs in this process). */
+  cpu?: number;
+  rss?: number;
+}
+const rows: Row[] = [];
+
+function procStat(pid: number | undefined): { cpu: number; rss: number } {
+  if (pid === undefined) return { cpu: NaN, rss: NaN };
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, rss: hwm ? Number(hwm[1]) * 1024 : NaN };
+}
+
+/** Spawns one connector (built executable with CALDAV_BENCH_EXE, else the sources through tsx) and sends Init. */
+async function connector(kind: 'importer' | 'exporter', config: Record<string, string>): Promise<{ p: LaunchedPlugin; init: Backup['init'] }> {
+  const exe = process.env.CALDAV_BENCH_EXE;
+  const p = exe
+    ? await launchPlugin({ executable: join(ROOT, exe), args: [kind] })
+    : await launchPlugin(
+        { executable: process.execPath, args: ['--import', 'tsx', join(ROOT, 'scripts/dev-entry.ts'), join(ROOT, 'integrations/caldav'), kind] },
+        { settingsTimeoutMs: 90_000 },
+      );
+  const init = await p.host.init(kind, 'caldav', config, { maxConcurrency: PARALLEL });
+  return { p, init };
+}
+
+/** Runs one connector step and records its row; CPU counts from after Init (not the start-up or tsx's compilation). */
+async function step<T>(
+  server: string,
+  label: string,
+  objects: number,
+  kind: 'importer' | 'exporter',
+  config: Record<string, string>,
+  run: (p: LaunchedPlugin, init: Backup['init']) => Promise<T>,
+): Promise<T> {
+  const { p, init } = await connector(kind, config);
+  try {
+    const before = procStat(p.process.pid).cpu;
+    const t = performance.now();
+    const v = await run(p, init);
+    const wall = (performance.now() - t) / 1000;
+    const after = procStat(p.process.pid);
+    rows.push({ server, step: label, objects, wall, cpu: after.cpu - before, rss: after.rss });
+    process.stderr.write(`  ${server}: ${label}: ${wall.toFixed(1)} s\n`);
+    return v;
+  } finally {
+    await p.host.close().catch(() => undefined);
+    await p.dispose();
+  }
+}
+
+/** Times a raw-client step (plain fetch in this process, no Plakar protocol, no parsing). */
+async function raw(server: string, label: string, objects: number, run: () => Promise<void>): Promise<void> {
   const t = performance.now();
-  const cpu = process.cpuUsage();
-  const v = await fn();
-  const used = process.cpuUsage(cpu);
-  process.stdout.write(
-    `  ${label.padEnd(52)} ${((performance.now() - t) / 1000).toFixed(2).padStart(7)} s wall ${((used.user + used.system) / 1e6).toFixed(2).padStart(6)} s CPU\n`,
-  );
-  return v;
+  await run();
+  const wall = (performance.now() - t) / 1000;
+  rows.push({ server, step: label, objects, wall });
+  process.stderr.write(`  ${server}: ${label}: ${wall.toFixed(1)} s\n`);
+}
+
+/** A full or partial backup through a spawned importer; every object must succeed. */
+function backup(server: string, label: string, objects: number, config: Record<string, string>, options: ImportOptions = {}): Promise<Backup> {
+  return step(server, label, objects, 'importer', config, async (p, init) => {
+    const out = await p.host.importAll({ maxConcurrency: PARALLEL, ...options });
+    if (out.errors.length + out.itemErrors.length > 0) throw new Error(`${label}: ${out.errors.length + out.itemErrors.length} errors`);
+    return { init, ...out };
+  });
+}
+
+/** A restore through a spawned exporter; every object must succeed. */
+async function restore(server: string, label: string, config: Record<string, string>, entries: ExportEntry[]): Promise<void> {
+  const objects = entries.filter((e) => e.path.endsWith('.ics')).length;
+  await step(server, label, objects, 'exporter', config, async (p) => {
+    const out = await p.host.exportTree(entries, { endTimeoutMs: 3_600_000 });
+    if (out.itemErrors.length > 0) throw new Error(`${label}: ${out.itemErrors.length} errors, first: ${out.itemErrors[0]?.error}`);
+  });
 }
 
 function check(b: Backup, want: number): void {
-  if (files(b).size !== want || b.errors.length + b.itemErrors.length > 0) {
-    throw new Error(`backup: ${files(b).size} files (want ${want}), ${b.errors.length + b.itemErrors.length} errors`);
-  }
+  if (files(b).size !== want) throw new Error(`backup: ${files(b).size} files (want ${want})`);
+}
+
+/** Basic-auth fetch for the raw client. */
+function client(user?: string): typeof fetch {
+  const auth = user ? `Basic ${Buffer.from(`${user}:${user}pw`).toString('base64')}` : undefined;
+  return (input, init = {}) => {
+    const headers = new Headers(init.headers ?? {});
+    if (auth) headers.set('authorization', auth);
+    return fetch(input, { ...init, headers });
+  };
+}
+
+const XMLNS = 'xmlns:d="DAV:" xmlns:c="urn:ietf:params:xml:ns:caldav"';
+
+/** Raw backup by listing + calendar-multiget batches of 100, `PARALLEL` at a time; returns the objects received. */
+async function rawMultiget(f: typeof fetch, collection: string): Promise<number> {
+  const listing = await f(collection, {
+    method: 'PROPFIND',
+    headers: { depth: '1', 'content-type': 'application/xml' },
+    body: `<?xml version="1.0"?><d:propfind ${XMLNS}><d:prop><d:getetag/><d:getlastmodified/></d:prop></d:propfind>`,
+  });
+  const text = await listing.text();
+  const base = new URL(collection).pathname;
+  const hrefs = [...text.matchAll(/<(?:\w+:)?href>([^<]+)<\/(?:\w+:)?href>/g)].map((m) => m[1] as string).filter((h) => h !== base && h.endsWith('.ics'));
+  const limit = pLimit(PARALLEL);
+  let got = 0;
+  const batches: string[][] = [];
+  for (let i = 0; i < hrefs.length; i += 100) batches.push(hrefs.slice(i, i + 100));
+  await Promise.all(
+    batches.map((batch) =>
+      limit(async () => {
+        const res = await f(collection, {
+          method: 'REPORT',
+          headers: { depth: '1', 'content-type': 'application/xml' },
+          body: `<?xml version="1.0"?><c:calendar-multiget ${XMLNS}><d:prop><d:getetag/><c:calendar-data/></d:prop>${batch.map((h) => `<d:href>${h}</d:href>`).join('')}</c:calendar-multiget>`,
+        });
+        const n = ((await res.text()).match(/BEGIN:VCALENDAR/g) ?? []).length;
+        got += n;
+      }),
+    ),
+  );
+  return got;
+}
+
+/** Raw backup with one calendar-query returning every object's data. */
+async function rawQuery(f: typeof fetch, collection: string): Promise<number> {
+  const res = await f(collection, {
+    method: 'REPORT',
+    headers: { depth: '1', 'content-type': 'application/xml' },
+    body: `<?xml version="1.0"?><c:calendar-query ${XMLNS}><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter></c:calendar-query>`,
+  });
+  return ((await res.text()).match(/BEGIN:VCALENDAR/g) ?? []).length;
+}
+
+/** Raw restore: MKCALENDAR, then one conditional PUT per object, `PARALLEL` at a time. */
+async function rawRestore(f: typeof fetch, collection: string, objects: Array<[string, string]>): Promise<void> {
+  const mk = await f(collection, { method: 'MKCALENDAR' });
+  await mk.arrayBuffer();
+  if (mk.status !== 201) throw new Error(`MKCALENDAR ${collection}: ${mk.status}`);
+  const limit = pLimit(PARALLEL);
+  await Promise.all(
+    objects.map(([n, body]) =>
+      limit(async () => {
+        const res = await f(new URL(n, collection), { method: 'PUT', headers: { 'content-type': 'text/calendar; charset=utf-8', 'if-none-match': '*' }, body });
+        await res.arrayBuffer();
+        if (res.status >= 300) throw new Error(`PUT ${n}: ${res.status}`);
+      }),
+    ),
+  );
+}
+
+function expectCount(got: number, want: number, what: string): void {
+  if (got !== want) throw new Error(`${what}: ${got} objects (want ${want})`);
 }
 
 async function radicale(): Promise<void> {
   const srv = await startRadicale();
+  const S = 'Radicale 3';
   try {
     const host = new URL(srv.url).host;
-    const cfg = (user: string): Record<string, string> => ({ location: `caldav://${host}/${user}/`, username: user, password: `${user}pw`, use_tls: 'false' });
+    const cfg = (user: string, path = `/${user}/`): Record<string, string> => ({ location: `caldav://${host}${path}`, username: user, password: `${user}pw`, use_tls: 'false' });
     await new Account(srv.url, 'alice', 'alicepw').collections('/alice/', 'calendar'); // creates alice's home
     seedRadicale(srv, 'alice', 'big', `Big (${EVENTS} events)`, events(EVENTS));
-    process.stdout.write(`Radicale 3 (getlastmodified listed: objects read on demand, multiget read-ahead), ${EVENTS} events\n`);
-    await timed('first listing (Radicale parses every object once)', () => backup('caldav', cfg('alice'), { openContent: false }));
-    const b = await timed('first backup, every object read', () => backup('caldav', cfg('alice')));
+    process.stderr.write(`${S}: ${EVENTS} events\n`);
+    await backup(S, 'listing only, cold (Radicale parses every object once)', EVENTS, cfg('alice'), { openContent: false });
+    const b = await backup(S, 'backup, every object read (multiget read-ahead)', EVENTS, cfg('alice'));
     check(b, EVENTS + 1);
-    await timed('incremental backup, nothing changed', () => backup('caldav', cfg('alice'), { openContent: false }));
-    await timed('incremental backup, 1% changed', () =>
-      backup('caldav', cfg('alice'), { openContent: (r) => Number(/(\d+)\.ics$/.exec(r.pathname)?.[1] ?? 1) % 100 === 0 }),
-    );
+    await raw(S, 'raw client: PROPFIND + multiget batches of 100', EVENTS, async () => expectCount(await rawMultiget(client('alice'), `${srv.url}alice/big/`), EVENTS, 'raw multiget'));
+    await backup(S, 'incremental backup, nothing changed', EVENTS, cfg('alice'), { openContent: false });
+    await backup(S, 'incremental backup, 1% read', EVENTS, cfg('alice'), {
+      openContent: (r) => Number(/(\d+)\.ics$/.exec(r.pathname)?.[1] ?? 1) % 100 === 0,
+    });
     const keep = new Set(['/', '/big', '/big/.collection.json', ...events(RESTORE).map(([n]) => `/big/${n}`)]);
     const entries = snapshot(b).filter((e) => keep.has(e.path));
-    const out = await timed(`restore of ${RESTORE} into an empty account`, () => restore('caldav', cfg('bob'), entries, 4));
-    if (out.itemErrors.length > 0) throw new Error(`restore: ${out.itemErrors.length} errors, first: ${out.itemErrors[0]?.error}`);
-    const again = await timed(`restore of the same ${RESTORE} again (nothing written)`, () => restore('caldav', cfg('bob'), entries, 4));
-    if (again.itemErrors.length > 0) throw new Error(`re-restore: ${again.itemErrors.length} errors`);
+    await restore(S, 'restore into an empty account', cfg('bob'), entries);
+    await restore(S, 'the same restore again (nothing written)', cfg('bob'), entries);
+    await raw(S, 'raw client: MKCALENDAR + PUT If-None-Match', RESTORE, () => rawRestore(client('carol'), `${srv.url}carol/big/`, events(RESTORE)));
   } finally {
     await srv.stop();
   }
@@ -60,30 +214,45 @@ async function radicale(): Promise<void> {
 
 async function xandikos(): Promise<void> {
   const [src, dst] = await Promise.all([startXandikos(), startXandikos()]);
+  const S = 'Xandikos 0.2';
   try {
     const cfg = (url: string, path: string): Record<string, string> => ({ location: `caldav://${new URL(url).host}${path}`, use_tls: 'false' });
     await new Account(src.url).mkcalendar('/user/calendars/big/', { displayName: `Big (${EVENTS} events)` });
     seedXandikos(src, '/user/calendars/big/', events(EVENTS));
-    process.stdout.write(`Xandikos 0.2 (no getlastmodified: the calendar is read with one query while listing), ${EVENTS} events\n`);
-    const b = await timed('backup', () => backup('caldav', cfg(src.url, '/user/calendars/big/')));
+    process.stderr.write(`${S}: ${EVENTS} events\n`);
+    const b = await backup(S, 'backup (one calendar-query while listing)', EVENTS, cfg(src.url, '/user/calendars/big/'));
     check(b, EVENTS + 1);
-    await timed('incremental backup, nothing changed', () => backup('caldav', cfg(src.url, '/user/calendars/big/'), { openContent: false }));
+    await raw(S, 'raw client: one calendar-query', EVENTS, async () => expectCount(await rawQuery(client(), `${src.url}user/calendars/big/`), EVENTS, 'raw query'));
+    await backup(S, 'incremental backup, nothing changed (the query again)', EVENTS, cfg(src.url, '/user/calendars/big/'), { openContent: false });
     const keep = new Set(['/', '/.collection.json', ...events(RESTORE).map(([n]) => `/${n}`)]);
-    const out = await timed(`restore of ${RESTORE} into an empty server`, () =>
-      restore('caldav', cfg(dst.url, '/user/calendars/restored/'), snapshot(b).filter((e) => keep.has(e.path)), 4),
-    );
-    if (out.itemErrors.length > 0) throw new Error(`restore: ${out.itemErrors.length} errors, first: ${out.itemErrors[0]?.error}`);
+    await restore(S, 'restore into an empty server', cfg(dst.url, '/user/calendars/restored/'), snapshot(b).filter((e) => keep.has(e.path)));
+    await raw(S, 'raw client: MKCALENDAR + PUT If-None-Match', RESTORE, () => rawRestore(client(), `${dst.url}user/calendars/raw/`, events(RESTORE)));
   } finally {
     await Promise.all([src.stop(), dst.stop()]);
   }
 }
 
+function table(): string {
+  const lines = ['| server | step | objects | wall | objects/s | connector CPU | connector peak RSS |', '|---|---|---:|---:|---:|---:|---:|'];
+  let last = '';
+  for (const r of rows) {
+    const cpu = r.cpu === undefined ? '—' : `${r.cpu.toFixed(1)} s`;
+    const rss = r.rss === undefined ? '—' : `${(r.rss / 1024 / 1024).toFixed(0)} MB`;
+    lines.push(`| ${r.server === last ? '' : r.server} | ${r.step} | ${r.objects} | ${r.wall.toFixed(1)} s | ${(r.objects / r.wall).toFixed(0)} | ${cpu} | ${rss} |`);
+    last = r.server;
+  }
+  return lines.join('\n');
+}
+
 async function main(): Promise<void> {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
-  process.stdout.write(`caldav bench — ${new Date().toISOString()}, ${os.cpus().length} CPUs, load ${load}; host and connector in this process (CPU includes both)\n`);
+  const started = new Date().toISOString();
   await radicale();
   await xandikos();
-  process.stdout.write(`peak RSS of this process ${(process.resourceUsage().maxRSS / 1024).toFixed(0)} MiB\n`);
+  process.stdout.write(
+    `caldav bench — ${started}, ${os.cpus().length} CPUs, load at start ${load}, now ${os.loadavg()[0]?.toFixed(1)}; ` +
+      `${EVENTS} events, ${RESTORE} restored; connector ${process.env.CALDAV_BENCH_EXE ?? 'from sources (tsx)'}, host maxconcurrency ${PARALLEL}\n\n${table()}\n`,
+  );
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) await main();
