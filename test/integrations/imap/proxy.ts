@@ -1,5 +1,6 @@
 // A TCP proxy for fault tests: forwards to a server and cuts connections in the middle of chosen commands or replies.
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { createServer as createTlsServer } from 'node:tls';
 
 /** When to cut: after `afterBytes` more bytes once `trigger` was seen in one direction of a connection. */
 export interface DropRule {
@@ -29,15 +30,20 @@ export interface FaultProxy {
   drops: number;
   /** Connections accepted so far. */
   connections: number;
+  /** Bytes forwarded so far, per direction. */
+  bytes: { up: number; down: number };
   rules: DropRule[];
   close(): Promise<void>;
 }
 
-/** Starts a proxy on 127.0.0.1 in front of `port`. */
-export async function startProxy(port: number, rules: DropRule[] = []): Promise<FaultProxy> {
+/**
+ * Starts a proxy on 127.0.0.1 in front of the plain port `port`. With `tls` the proxy speaks implicit TLS to its clients
+ * (terminating it with that key and certificate), so faults can be aimed at commands of an implicit-TLS session too.
+ */
+export async function startProxy(port: number, rules: DropRule[] = [], options: { tls?: { key: string; cert: string } } = {}): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
-  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, rewrites: [], rewritten: 0, close: async () => undefined };
-  const server: Server = createServer((client) => {
+  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, rewrites: [], rewritten: 0, bytes: { up: 0, down: 0 }, close: async () => undefined };
+  const accept = (client: Socket): void => {
     state.connections++;
     const upstream = connect(port, '127.0.0.1');
     for (const s of [client, upstream]) {
@@ -54,6 +60,7 @@ export async function startProxy(port: number, rules: DropRule[] = []): Promise<
       let window = '';
       let armed: { rule: DropRule; left: number } | undefined;
       from.on('data', (data: Buffer) => {
+        state.bytes[direction] += data.length;
         let chunk = data;
         for (const rw of state.rewrites) {
           if (rw.direction !== direction || rw.times <= 0) continue;
@@ -96,7 +103,9 @@ export async function startProxy(port: number, rules: DropRule[] = []): Promise<
     };
     pipe(client, upstream, 'up');
     pipe(upstream, client, 'down');
-  });
+  };
+  const server: Server = options.tls ? createTlsServer({ key: options.tls.key, cert: options.tls.cert }, accept) : createServer(accept);
+  server.on('tlsClientError', () => undefined);
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const addr = server.address();
   state.port = typeof addr === 'object' && addr ? addr.port : 0;
