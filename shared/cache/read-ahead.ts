@@ -1,10 +1,9 @@
 // The read-ahead packfile cache: whole packfiles fetched once into a private bounded disk cache, ranges served locally.
-import { createWriteStream, mkdirSync, readSync, rmSync } from 'node:fs';
-import { mkdtemp, open, rename, rm, stat, type FileHandle } from 'node:fs/promises';
+import { mkdirSync, readSync, rmSync } from 'node:fs';
+import { mkdtemp, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pipeline } from 'node:stream/promises';
-import { MAX_CHUNK, toReadable } from '../content.ts';
+import { chunksOf, MAX_CHUNK } from '../content.ts';
 import type { ByteRange, ContentSource, Resource } from '../define.ts';
 import { describeError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -43,6 +42,12 @@ export interface ReadAheadStats {
   failedDownloads: number;
 }
 
+interface Waiter {
+  end: number;
+  resolve(): void;
+  reject(err: unknown): void;
+}
+
 interface Entry {
   key: string;
   /** The host has asked for this packfile (a prefetched entry is not seen until then). */
@@ -53,6 +58,10 @@ interface Entry {
   size: number;
   ready: Promise<void> | undefined;
   done: boolean;
+  /** Bytes of the download written to the cache file so far (they never change: objects are immutable). */
+  written: number;
+  /** Reads waiting for the download to reach their end. */
+  waiters: Waiter[];
   fh: FileHandle | undefined;
   readers: number;
   lastUsed: number;
@@ -123,7 +132,12 @@ export class ReadAheadCache {
     }
     entry.readers++;
     try {
-      await entry.ready;
+      // A range is served as soon as the download has written it: restores overlap with the download.
+      if (!entry.done && (range === undefined || entry.written < range.offset + range.length)) {
+        await new Promise<void>((resolve, reject) => {
+          (entry as Entry).waiters.push({ end: range ? range.offset + range.length : Infinity, resolve, reject });
+        });
+      }
     } catch (err) {
       entry.readers--;
       this.stats.direct++;
@@ -187,16 +201,33 @@ export class ReadAheadCache {
   }
 
   private start(resource: Resource, mac: Buffer, key: string): Entry {
-    const entry: Entry = { key, seen: false, resource, mac, path: '', size: 0, ready: undefined, done: false, fh: undefined, readers: 0, lastUsed: ++this.clock };
+    const entry: Entry = {
+      key,
+      seen: false,
+      resource,
+      mac,
+      path: '',
+      size: 0,
+      ready: undefined,
+      done: false,
+      written: 0,
+      waiters: [],
+      fh: undefined,
+      readers: 0,
+      lastUsed: ++this.clock,
+    };
     this.entries.set(key, entry);
     entry.ready = this.download(entry).then(
       () => {
         entry.done = true;
+        entry.size = entry.written;
         this.total += entry.size;
+        for (const w of entry.waiters.splice(0)) w.resolve();
         this.evict(entry);
       },
       (err: unknown) => {
-        this.entries.delete(key);
+        if (this.entries.get(key) === entry) this.entries.delete(key);
+        for (const w of entry.waiters.splice(0)) w.reject(err);
         throw err;
       },
     );
@@ -204,24 +235,51 @@ export class ReadAheadCache {
     return entry;
   }
 
+  /**
+   * Downloads a whole object into `<dir>/<resource>-<mac>.part`, renamed when complete. Reads are served from the part
+   * file up to `written` while it grows. A broken download is tried again from the start of the object, skipping the
+   * bytes already written (they are the same: objects are immutable), so `written` never goes back.
+   */
   private async download(entry: Entry): Promise<void> {
-    const dir = await this.dir();
-    entry.path = join(dir, entry.key.replace('/', '-'));
+    let dir = this.settings.dir ?? tmpdir();
+    let fh: FileHandle;
+    try {
+      dir = await this.dir();
+      entry.path = join(dir, entry.key.replace('/', '-'));
+      fh = await open(`${entry.path}.part`, 'w+');
+    } catch (err) {
+      // A cache directory that cannot be made or written turns the cache off; reads go to the store.
+      this.disabled = true;
+      this.stats.failedDownloads++;
+      this.log.warn(`the read-ahead cache cannot use ${dir} (${describeError(err)}); reading directly from the store from now on`);
+      throw err;
+    }
     const part = `${entry.path}.part`;
+    entry.fh = fh;
+    this.openHandles++;
     const attempts = this.settings.attempts ?? 3;
     let last: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        const source = await this.backend.fetch(entry.resource, entry.mac);
-        await pipeline(toReadable(source), createWriteStream(part));
+        let pos = 0;
+        for await (const chunk of chunksOf(await this.backend.fetch(entry.resource, entry.mac))) {
+          if (this.disposed) throw new Error('the read-ahead cache was closed');
+          const end = pos + chunk.length;
+          if (end > entry.written) {
+            const skip = Math.max(0, entry.written - pos);
+            await writeAll(fh, chunk, skip, entry.written);
+            entry.written = end;
+            this.wake(entry);
+          }
+          pos = end;
+        }
+        if (pos < entry.written) throw new Error(`the object is shorter (${pos} bytes) than a previous download of it (${entry.written} bytes)`);
         await rename(part, entry.path);
-        entry.size = (await stat(entry.path)).size;
         this.stats.downloads++;
-        this.stats.downloadBytes += entry.size;
+        this.stats.downloadBytes += entry.written;
         return;
       } catch (err) {
         last = err;
-        await rm(part, { force: true }).catch(() => undefined);
         if ((err as NodeJS.ErrnoException).code === 'ENOSPC' || (err as NodeJS.ErrnoException).code === 'EDQUOT') {
           this.disabled = true;
           this.log.warn(`the read-ahead cache in ${dir} is out of disk space; reading directly from the store from now on`);
@@ -231,13 +289,30 @@ export class ReadAheadCache {
       }
     }
     this.stats.failedDownloads++;
+    if (entry.fh === fh) {
+      entry.fh = undefined;
+      this.openHandles--;
+    }
+    await fh.close().catch(() => undefined);
+    await rm(part, { force: true }).catch(() => undefined);
     throw last;
+  }
+
+  /** Hands the bytes written so far to the reads waiting for them. */
+  private wake(entry: Entry): void {
+    if (entry.waiters.length === 0) return;
+    const still: Waiter[] = [];
+    for (const w of entry.waiters) {
+      if (w.end <= entry.written) w.resolve();
+      else still.push(w);
+    }
+    entry.waiters = still;
   }
 
   private async handle(entry: Entry): Promise<FileHandle> {
     if (entry.fh) return entry.fh;
     if (this.openHandles >= MAX_OPEN_HANDLES) {
-      const victim = [...this.entries.values()].filter((e) => e.fh && e.readers === 0 && e !== entry).sort((a, b) => a.lastUsed - b.lastUsed)[0];
+      const victim = [...this.entries.values()].filter((e) => e.fh && e.done && e.readers === 0 && e !== entry).sort((a, b) => a.lastUsed - b.lastUsed)[0];
       if (victim?.fh) {
         const fh = victim.fh;
         victim.fh = undefined;
@@ -257,8 +332,10 @@ export class ReadAheadCache {
 
   private async read(entry: Entry, range: ByteRange | undefined): Promise<ContentSource> {
     const offset = range?.offset ?? 0;
-    if (offset >= entry.size) return new Uint8Array(0);
-    const length = Math.min(range?.length ?? entry.size, entry.size - offset);
+    // Before the download ends only fully written ranges get here; after it, ranges are clamped to the object's size.
+    const size = entry.done ? entry.size : entry.written;
+    if (offset >= size) return new Uint8Array(0);
+    const length = Math.min(range?.length ?? size, size - offset);
     const fh = await this.handle(entry);
     if (length <= SYNC_READ_MAX) {
       // The host's typical range is ~720 bytes of a file in the page cache: a synchronous pread costs microseconds,
@@ -350,5 +427,13 @@ export class ReadAheadCache {
       this.stats.prefetched++;
       this.start('packfile', Buffer.from(key.slice('packfile/'.length), 'hex'), key);
     }
+  }
+}
+
+/** Writes `chunk` from `from` at `position`, however many calls it takes. */
+async function writeAll(fh: FileHandle, chunk: Uint8Array, from: number, position: number): Promise<void> {
+  for (let off = from; off < chunk.length; ) {
+    const { bytesWritten } = await fh.write(chunk, off, chunk.length - off, position + (off - from));
+    off += bytesWritten;
   }
 }

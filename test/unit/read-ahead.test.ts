@@ -94,6 +94,11 @@ describe('sdk read-ahead cache', () => {
       { offset: data.length, length: 10 },
       { offset: data.length + 1000, length: 10 },
       { offset: MiB - 3, length: 2 * MiB + 7 },
+      { offset: 5, length: 0 },
+      { offset: data.length, length: 0 },
+      { offset: 64 * 1024 - 1, length: 2 },
+      { offset: MiB - 1, length: 1 },
+      { offset: MiB, length: MiB },
     ];
     for (let i = 0; i < 200; i++) {
       const offset = Math.floor(Math.random() * data.length);
@@ -168,14 +173,101 @@ describe('sdk read-ahead cache', () => {
     await cache.dispose();
   });
 
-  it('falls back to direct reads when every download attempt fails', async () => {
+  it('falls back to direct reads when every download attempt fails, serving only bytes fully written before', async () => {
     const b = backend({ failFirst: 5 });
     const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0, attempts: 2 }, b, quiet);
     const mac = macs[4] as Buffer;
     const data = objects.get(mac.toString('hex')) as Buffer;
-    expect((await bytesOf(await cache.get('packfile', mac, { offset: 10, length: 20 }))).equals(data.subarray(10, 30))).toBe(true);
+    const half = Math.floor(data.length / 2);
+    // Both reads start together: the tail waits for bytes that never arrive and goes to the store.
+    const [head, tail] = await Promise.all([
+      cache.get('packfile', mac, { offset: 10, length: 20 }).then(bytesOf),
+      cache.get('packfile', mac, { offset: half - 10, length: 20 }).then(bytesOf),
+    ]);
+    expect(head.equals(data.subarray(10, 30))).toBe(true);
+    expect(tail.equals(data.subarray(half - 10, half + 10))).toBe(true);
+    expect(b.fetches).toBe(2);
     expect(b.directs).toBe(1);
     expect(cache.stats.failedDownloads).toBe(1);
+    await cache.dispose();
+  });
+
+  it('answers ranges already downloaded while the rest of the packfile is still arriving', async () => {
+    const mac = macs.find((m) => (objects.get(m.toString('hex')) as Buffer).length > MiB) as Buffer;
+    const data = objects.get(mac.toString('hex')) as Buffer;
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((r) => (release = r));
+    let finished = false;
+    const b = backend();
+    b.fetch = async (): Promise<ContentSource> =>
+      Readable.from(
+        (async function* () {
+          yield data.subarray(0, MiB);
+          await gate;
+          yield data.subarray(MiB);
+          finished = true;
+        })(),
+      );
+    const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0 }, b, quiet);
+    const early = await bytesOf(await cache.get('packfile', mac, { offset: 1000, length: 720 }));
+    expect(finished).toBe(false);
+    expect(early.equals(data.subarray(1000, 1720))).toBe(true);
+    const late = cache.get('packfile', mac, { offset: MiB - 10, length: 20 }).then(bytesOf);
+    const pastEnd = cache.get('packfile', mac, { offset: data.length - 3, length: 10 }).then(bytesOf);
+    release();
+    expect((await late).equals(data.subarray(MiB - 10, MiB + 10))).toBe(true);
+    expect((await pastEnd).equals(data.subarray(data.length - 3))).toBe(true);
+    expect(finished).toBe(true);
+    expect(cache.stats.downloads).toBe(1);
+    expect(b.directs).toBe(0);
+    await cache.dispose();
+  });
+
+  it('turns itself off with a warning when a download fails for lack of disk space (ENOSPC)', async () => {
+    const warnings: string[] = [];
+    const log = new Logger();
+    log.warn = (m: string) => void warnings.push(m);
+    const b = backend();
+    b.fetch = async (_r: Resource, mac: Buffer): Promise<ContentSource> => {
+      b.fetches++;
+      const data = objects.get(mac.toString('hex')) as Buffer;
+      return Readable.from(
+        (async function* () {
+          yield data.subarray(0, 1000);
+          throw Object.assign(new Error('no space left on device, write'), { code: 'ENOSPC' });
+        })(),
+      );
+    };
+    const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0, attempts: 3 }, b, log);
+    const mac = macs[6] as Buffer;
+    const data = objects.get(mac.toString('hex')) as Buffer;
+    expect((await bytesOf(await cache.get('packfile', mac, { offset: 5000, length: 100 }))).equals(data.subarray(5000, 5100))).toBe(true);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/out of disk space; reading directly from the store/);
+    expect(cache.stats.failedDownloads).toBe(1);
+    // No retry once the disk is full, and every later read goes to the store.
+    expect((await bytesOf(await cache.get('packfile', macs[7] as Buffer, { offset: 0, length: 10 }))).length).toBe(10);
+    expect(b.fetches).toBe(1);
+    expect(b.directs).toBe(2);
+    expect(cache.stats.direct).toBe(2);
+    await cache.dispose();
+  });
+
+  it('reads directly with a warning when the cache directory cannot be made', async () => {
+    const warnings: string[] = [];
+    const log = new Logger();
+    log.warn = (m: string) => void warnings.push(m);
+    const notADir = join(cacheParent, 'plain-file');
+    await writeFile(notADir, 'x');
+    const b = backend();
+    const cache = new ReadAheadCache({ dir: join(notADir, 'cache'), maxBytes: 64 * MiB, prefetch: 0 }, b, log);
+    const mac = macs[5] as Buffer;
+    const data = objects.get(mac.toString('hex')) as Buffer;
+    expect((await bytesOf(await cache.get('packfile', mac, { offset: 3, length: 30 }))).equals(data.subarray(3, 33))).toBe(true);
+    expect((await bytesOf(await cache.get('packfile', mac, { offset: 40, length: 30 }))).equals(data.subarray(40, 70))).toBe(true);
+    expect(b.fetches).toBe(0);
+    expect(b.directs).toBe(2);
+    expect(warnings.join('\n')).toMatch(/cannot use .*plain-file.*reading directly from the store/);
     await cache.dispose();
   });
 
