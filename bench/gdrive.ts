@@ -1,10 +1,12 @@
 // gdrive benchmark against the Drive emulator, each connector spawned over two pipes like Plakar does: a large file
-// restored and backed up (throughput, connector peak RSS), a huge file under 200 MB of connector memory, and a
-// repository of many objects (Put, List, ranged Gets with and without the read-ahead cache).
+// restored and backed up (throughput, connector peak RSS and CPU), a huge file under 200 MB of connector memory, and a
+// repository of many objects (Put, List, ranged Gets with and without the read-ahead cache). Prints one table.
 // Run: npx tsx bench/gdrive.ts [--big-mib 300] [--huge-mib 2048] [--objects 5000] [--latency-ms 0]
 //   GDRIVE_BENCH_EXE=dist/gdrive/gdrive uses the built executable instead of the TypeScript sources.
+// Smoke run: npx tsx bench/gdrive.ts --big-mib 16 --huge-mib 0 --objects 100
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import os from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
@@ -12,6 +14,7 @@ import { DriveEmulator } from '../test/servers/drive-emulator.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
+const MEMORY_TARGET = 200 * MiB;
 const CLIENT_ID = 'bench.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-bench';
 
@@ -25,11 +28,34 @@ function peakRss(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/** CPU seconds (user + system) a process used so far: a figure that a busy machine distorts less than wall time. */
+function cpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ
+}
+
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-const mb = (bytes: number): string => `${(bytes / MiB).toFixed(0)} MiB`;
+/** Progress notes go to stderr; the figures are printed as one table at the end. */
+function note(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+interface Row {
+  measure: string;
+  result: string;
+  target: string;
+}
+const rows: Row[] = [];
+function row(measure: string, result: string, target = '—'): void {
+  rows.push({ measure, result, target });
+  note(`  ${measure}: ${result}`);
+}
+
+const mib = (bytes: number): string => `${(bytes / MiB).toFixed(0)} MiB`;
 
 /** Spawns one connector (the built executable when GDRIVE_BENCH_EXE is set, else the sources through tsx) and sends Init. */
 async function connector(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>): Promise<LaunchedPlugin> {
@@ -51,10 +77,20 @@ async function* synthetic(size: number): AsyncGenerator<Uint8Array> {
   }
 }
 
-async function restoreBig(config: Record<string, string>, size: number): Promise<{ seconds: number; rss: number; sha256: string }> {
+interface Run {
+  seconds: number;
+  cpu: number;
+  rss: number;
+  sha256: string;
+  bytes: number;
+}
+
+/** Restores one file of `size` bytes through a spawned exporter. */
+async function restoreBig(config: Record<string, string>, size: number): Promise<Run> {
   const hash = createHash('sha256');
   const p = await connector('exporter', config);
   try {
+    const cpu0 = cpuSeconds(p.process.pid);
     const started = performance.now();
     const out = await p.host.exportTree([
       { path: '/', info: { name: 'bench', mode: 0x800001ed } },
@@ -71,21 +107,23 @@ async function restoreBig(config: Record<string, string>, size: number): Promise
     ]);
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex') };
+    return { seconds, cpu: cpuSeconds(p.process.pid) - cpu0, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes: size };
   } finally {
     await p.dispose();
   }
 }
 
-async function backupBig(config: Record<string, string>): Promise<{ seconds: number; rss: number; sha256: string; bytes: number }> {
+/** Backs up the folder holding big.bin through a spawned importer, hashing what arrives. */
+async function backupBig(config: Record<string, string>): Promise<Run> {
   const p = await connector('importer', config);
   try {
     const hash = createHash('sha256');
     let bytes = 0;
+    const cpu0 = cpuSeconds(p.process.pid);
     const started = performance.now();
     const out = await p.host.importAll({
       content: (r: WireRecord) =>
-        r.pathname.endsWith('/big.bin')
+        !r.isXattr && r.pathname.endsWith('/big.bin')
           ? new Writable({
               write(chunk: Buffer, _enc, cb) {
                 hash.update(chunk);
@@ -97,13 +135,32 @@ async function backupBig(config: Record<string, string>): Promise<{ seconds: num
     });
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`backup failed: ${out.itemErrors[0]?.message}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes };
+    return { seconds, cpu: cpuSeconds(p.process.pid) - cpu0, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes };
   } finally {
     await p.dispose();
   }
 }
 
-async function repository(config: Record<string, string>, objects: number): Promise<void> {
+/** A restore then a backup of one file; the bytes must come back identical. */
+async function bigFile(config: (location: string, extra?: Record<string, string>) => Record<string, string>, size: number, chunk: string, target?: number): Promise<void> {
+  note(`file of ${mib(size)}, ${chunk} chunks`);
+  const location = `gdrive:///bench-${size}`;
+  const r = await restoreBig(config(location, { chunk_size: chunk }), size);
+  const b = await backupBig(config(location));
+  if (b.sha256 !== r.sha256 || b.bytes !== size) throw new Error(`the backed-up bytes of the ${mib(size)} file differ from the restored ones`);
+  const memTarget = target ? `< ${mib(target)}` : '—';
+  row(`restore ${mib(size)} (resumable, ${chunk} chunks): throughput`, `${(size / MiB / r.seconds).toFixed(1)} MiB/s (${r.seconds.toFixed(1)} s)`);
+  row(`restore ${mib(size)}: exporter CPU per GiB`, `${((r.cpu / size) * 1024 * MiB).toFixed(1)} s`);
+  row(`restore ${mib(size)}: exporter peak RSS`, mib(r.rss), memTarget);
+  row(`backup ${mib(size)} (media download, MD5 checked): throughput`, `${(size / MiB / b.seconds).toFixed(1)} MiB/s (${b.seconds.toFixed(1)} s)`);
+  row(`backup ${mib(size)}: importer CPU per GiB`, `${((b.cpu / size) * 1024 * MiB).toFixed(1)} s`);
+  row(`backup ${mib(size)}: importer peak RSS`, mib(b.rss), memTarget);
+  if (target !== undefined && (r.rss >= target || b.rss >= target)) process.exitCode = 1;
+}
+
+/** Put, List and ranged Gets on a repository of `objects` packfiles. */
+async function repository(config: Record<string, string>, objects: number, label: string): Promise<void> {
+  note(`repository of ${objects} objects, ${label}`);
   const p = await connector('storage', config);
   try {
     await p.host.create(Buffer.from('_KLOSET_bench'));
@@ -112,20 +169,22 @@ async function repository(config: Record<string, string>, objects: number): Prom
     let started = performance.now();
     // The real host runs at most two Puts at once (PROTOCOL.md §9).
     for (let i = 0; i < macs.length; i += 2) await Promise.all(macs.slice(i, i + 2).map((m) => p.host.put(RESOURCE.PACKFILE, m, body)));
-    say(`  put ${objects} packfiles of 64 KiB (2 at a time)        ${((performance.now() - started) / 1000).toFixed(1)} s`);
+    let s = (performance.now() - started) / 1000;
+    row(`${label}: Put ${objects} packfiles of 64 KiB (2 at a time)`, `${s.toFixed(1)} s (${((s / objects) * 1000).toFixed(1)} ms each)`);
     started = performance.now();
     const listed = await p.host.list(RESOURCE.PACKFILE);
-    say(`  list ${listed.length} packfiles                              ${((performance.now() - started) / 1000).toFixed(1)} s`);
     if (listed.length !== objects) throw new Error(`listed ${listed.length} of ${objects}`);
+    row(`${label}: List ${objects} packfiles`, `${((performance.now() - started) / 1000).toFixed(1)} s`);
     started = performance.now();
     const gets = Math.min(objects, 2000);
+    const cpu0 = cpuSeconds(p.process.pid);
     for (let i = 0; i < gets; i++) {
       const mac = macs[i] as Buffer;
       for (const off of [16, 1000, 30_000]) await p.host.get(RESOURCE.PACKFILE, mac, { offset: off, length: 720 });
     }
-    const s = (performance.now() - started) / 1000;
-    say(`  ${gets * 3} ranged Gets of 720 B, in order (one at a time)  ${s.toFixed(1)} s  (${((s / (gets * 3)) * 1000).toFixed(2)} ms each)`);
-    say(`  storage connector peak RSS                          ${mb(peakRss(p.process.pid))}`);
+    s = (performance.now() - started) / 1000;
+    row(`${label}: ranged Get of 720 B (${gets * 3}, one at a time)`, `${((s / (gets * 3)) * 1000).toFixed(2)} ms each, connector CPU ${(((cpuSeconds(p.process.pid) - cpu0) / (gets * 3)) * 1000).toFixed(2)} ms`);
+    row(`${label}: storage connector peak RSS`, mib(peakRss(p.process.pid)));
   } finally {
     await p.dispose();
   }
@@ -135,6 +194,7 @@ async function main(): Promise<void> {
   const big = arg('big-mib', 300) * MiB;
   const huge = arg('huge-mib', 2048) * MiB;
   const objects = arg('objects', 5000);
+  const loadBefore = os.loadavg()[0] ?? 0;
   const emu = await DriveEmulator.start({ latencyMs: arg('latency-ms', 0) });
   emu.addClient(CLIENT_ID, CLIENT_SECRET);
   const refreshToken = emu.issueRefreshToken(CLIENT_ID);
@@ -147,33 +207,23 @@ async function main(): Promise<void> {
     token_url: emu.tokenUrl,
     ...extra,
   });
-  say(`gdrive bench against the Drive emulator (${process.env.GDRIVE_BENCH_EXE ?? 'sources through tsx'}), node ${process.version}`);
   try {
-    if (big > 0) {
-      const r = await restoreBig(config('gdrive:///bench-big', { chunk_size: '8MiB' }), big);
-      say(`restore ${mb(big)} (resumable, 8 MiB chunks)  ${r.seconds.toFixed(1)} s  ${(big / MiB / r.seconds).toFixed(0)} MiB/s  peak RSS ${mb(r.rss)}`);
-      const b = await backupBig(config('gdrive:///bench-big'));
-      say(`backup  ${mb(b.bytes)} (ranged media, MD5 checked)  ${b.seconds.toFixed(1)} s  ${(b.bytes / MiB / b.seconds).toFixed(0)} MiB/s  peak RSS ${mb(b.rss)}`);
-      if (b.sha256 !== r.sha256) throw new Error('the backed-up bytes differ from the restored ones');
-    }
-    if (huge > 0) {
-      const r = await restoreBig(config('gdrive:///bench-huge', { chunk_size: '16MiB' }), huge);
-      say(`restore ${mb(huge)} (16 MiB chunks)  ${r.seconds.toFixed(1)} s  peak RSS ${mb(r.rss)}  ${r.rss < 200 * MiB ? 'under' : 'OVER'} 200 MB`);
-      const b = await backupBig(config('gdrive:///bench-huge'));
-      say(`backup  ${mb(b.bytes)}  ${b.seconds.toFixed(1)} s  peak RSS ${mb(b.rss)}  ${b.rss < 200 * MiB ? 'under' : 'OVER'} 200 MB`);
-      if (b.sha256 !== r.sha256) throw new Error('the backed-up bytes differ from the restored ones');
-      if (r.rss >= 200 * MiB || b.rss >= 200 * MiB) process.exitCode = 1;
-    }
+    if (big > 0) await bigFile(config, big, '8MiB');
+    if (huge > 0) await bigFile(config, huge, '16MiB', MEMORY_TARGET);
     if (objects > 0) {
-      say(`repository of ${objects} objects, read-ahead cache off:`);
-      await repository(config('gdrive:///bench-repo', { cache: 'false' }), objects);
-      say(`repository of ${objects} objects, read-ahead cache on:`);
-      await repository(config('gdrive:///bench-repo-cached'), objects);
+      await repository(config('gdrive:///bench-repo', { cache: 'false' }), objects, 'read-ahead cache off');
+      await repository(config('gdrive:///bench-repo-cached'), objects, 'read-ahead cache on');
     }
-    say(`emulator: ${emu.stats.requests} requests, max ${emu.stats.maxInFlight} in flight`);
+    row('emulator requests (max in flight)', `${emu.stats.requests} (${emu.stats.maxInFlight})`);
   } finally {
     await emu.close();
   }
+  say(`gdrive through the Drive emulator, connectors spawned over two pipes (${process.env.GDRIVE_BENCH_EXE ? `executable ${process.env.GDRIVE_BENCH_EXE}` : 'sources through tsx'})`);
+  say(`Node ${process.version}, ${os.availableParallelism()} CPUs, load average ${loadBefore.toFixed(1)} at start and ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end`);
+  say('');
+  say('| measure | result | target |');
+  say('|---|---|---|');
+  for (const r of rows) say(`| ${r.measure} | ${r.result} | ${r.target} |`);
 }
 
 await main();
