@@ -5,8 +5,8 @@ import { isDir, type ImportOutcome } from '../../harness/index.ts';
 import { startDovecot, type Dovecot } from './dovecot.ts';
 import { accountConfig, backup, expectedMessages, inspect, makeMessages, restore, seed, snapshotEntries, type SeedMessage } from './helpers.ts';
 
-/** Messages seeded (IMAP_TEST_MESSAGES overrides; the benchmark uses 5,000). */
-const COUNT = Number(process.env.IMAP_TEST_MESSAGES ?? 1000);
+/** Messages seeded (IMAP_TEST_MESSAGES overrides for a quicker run while developing). */
+const COUNT = Number(process.env.IMAP_TEST_MESSAGES ?? 5000);
 
 /** Nested, unicode, delimiter-containing (`.` is the other server's delimiter) and punctuation-heavy names. */
 const MAILBOXES = [
@@ -36,15 +36,15 @@ beforeAll(async () => {
       { user: 'carol', password: 'carolpw' },
     ],
   });
-  messages = makeMessages(COUNT, MAILBOXES, 42, { bigEvery: 250 });
+  messages = makeMessages(COUNT, MAILBOXES, 42, { bigEvery: 500 });
   await seed(d, 'alice', [...MAILBOXES, 'Empty'], messages);
   snapshot = await backup(accountConfig(d, 'alice'));
-});
+}, 900_000);
 afterAll(async () => {
   await d?.stop();
 });
 
-describe('imap importer: the snapshot of an account', () => {
+describe('imap importer: the snapshot of an account', { timeout: 900_000 }, () => {
   it('has one record per message, named as the official integration names them, with INTERNALDATE and RFC822.SIZE', () => {
     const files = snapshot.records.filter((r) => !r.isXattr && r.fileInfo && !isDir(r.fileInfo.mode));
     expect(files.length).toBe(COUNT);
@@ -94,7 +94,7 @@ describe('imap importer: the snapshot of an account', () => {
   });
 });
 
-describe('imap exporter: restore to a second account', () => {
+describe('imap exporter: restore to a second account', { timeout: 900_000 }, () => {
   it('recreates every mailbox with the same messages, bytes, flags, keywords and INTERNALDATEs; a second run adds nothing', async () => {
     const first = await restore(snapshotEntries(snapshot), accountConfig(d, 'bob', { restore_deleted: 'true' }));
     expect(first.itemErrors).toEqual([]);

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RESOURCE } from '../../harness/index.ts';
 import { startDovecot, type Dovecot } from './dovecot.ts';
 import { accountConfig, client, connector } from './helpers.ts';
+import { startProxy } from './proxy.ts';
 
 let d: Dovecot;
 
@@ -88,6 +89,37 @@ describe('imap storage: a repository in mailboxes', () => {
       expect(mb.exists).toBe(8); // 300 000 bytes in parts of 47 139, plus the one-part blob
     } finally {
       await im.logout();
+    }
+  });
+
+  it('reads only the parts a ranged Get needs, and only the window of each part (partial FETCH)', async () => {
+    const proxy = await startProxy(d.port);
+    const config = accountConfig(d, 'alice', { location: `imap://127.0.0.1:${proxy.port}`, root: 'Repo5', max_message_size: '64KiB', cache: 'false' });
+    const c = await connector('storage', config);
+    try {
+      await c.host.create(Buffer.from('_KLOSET_cfg'));
+      // Seven parts of 47,139 bytes (about 62 KiB of base64 each): the whole blob is some 410 KB on the wire.
+      const data = randomBytes(300_000);
+      await c.host.put(RESOURCE.PACKFILE, mac(50), data);
+      expect((await c.host.get(RESOURCE.PACKFILE, mac(50), { offset: 0, length: 1 })).equals(data.subarray(0, 1))).toBe(true);
+      const cases: Array<[number, number, number]> = [
+        [123_456, 10, 1_000], // inside one part: a few base64 groups
+        [47_000, 300, 2_000], // across the first part boundary: a window of each of two parts
+        [200_000, 20_000, 30_000], // 20 kB in part 4 only
+      ];
+      for (const [offset, length, budget] of cases) {
+        const before = proxy.bytes.down;
+        const got = await c.host.get(RESOURCE.PACKFILE, mac(50), { offset, length });
+        expect(got.equals(data.subarray(offset, offset + length)), `range ${offset}+${length}`).toBe(true);
+        const wire = proxy.bytes.down - before;
+        expect(wire, `bytes received for ${offset}+${length}`).toBeLessThan(budget);
+      }
+      const before = proxy.bytes.down;
+      expect((await c.host.get(RESOURCE.PACKFILE, mac(50))).equals(data)).toBe(true);
+      expect(proxy.bytes.down - before).toBeGreaterThan(400_000);
+    } finally {
+      c.close();
+      await proxy.close();
     }
   });
 
