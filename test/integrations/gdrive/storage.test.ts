@@ -1,5 +1,6 @@
 // gdrive storage specifics beyond the conformance suite: the folder layout, replacing without duplicates across
 // processes, concurrent creation of fan-out folders, request counts of small Puts, and indexing for restores.
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RESOURCE } from '../../harness/index.ts';
 import { MIME } from '../../servers/drive-emulator.ts';
@@ -12,6 +13,9 @@ beforeAll(async () => {
 afterAll(async () => {
   await drive.close();
 });
+
+/** Objects in the big repository (issue #7: 5,000); GDRIVE_TEST_OBJECTS changes it. */
+const OBJECTS = Number(process.env.GDRIVE_TEST_OBJECTS ?? 5000);
 
 const mac = (byte: number, second = byte): Buffer => Buffer.concat([Buffer.from([byte, second]), Buffer.alloc(30, byte)]);
 
@@ -119,5 +123,56 @@ describe('gdrive storage: layout and writes', () => {
     expect(e.stats.byRoute.media).toBe(60);
     // 15 lookups, then the listing: the fan-out folders (1 page) and their files (2 queries of 50 folders): far fewer than 60.
     expect(e.stats.byRoute.list ?? 0).toBeLessThan(30);
+  });
+
+  it(`a repository of ${OBJECTS} objects: List pages through every fan-out folder, Gets, Puts and Deletes find the right ones`, { timeout: 600_000 }, async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///many', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_many'));
+    s.close();
+    // Seeded straight into the emulator in the repository layout (the bench times Puts through the connector).
+    const packfiles = e.lookup('many/packfiles')?.id ?? e.createFolder(e.lookup('many')?.id as string, 'packfiles');
+    const fanout = new Map<string, string>();
+    const macs: Buffer[] = [];
+    for (let i = 0; i < OBJECTS; i++) {
+      const m = createHash('sha256').update(`object ${i}`).digest();
+      const hex = m.toString('hex');
+      let folder = fanout.get(hex.slice(0, 2));
+      if (!folder) {
+        folder = e.createFolder(packfiles, hex.slice(0, 2));
+        fanout.set(hex.slice(0, 2), folder);
+      }
+      await e.createFile(folder, hex, `content of ${hex}`);
+      macs.push(m);
+    }
+    expect(fanout.size).toBe(OBJECTS >= 2000 ? 256 : fanout.size);
+
+    const r = await connect('storage', drive.config('gdrive:///many', { cache: 'false' }));
+    e.resetStats();
+    const listed = (await r.host.list(RESOURCE.PACKFILE)).map((m) => m.toString('hex')).sort();
+    expect(listed).toEqual(macs.map((m) => m.toString('hex')).sort());
+    // Pages of 1000 over 50 folders per query: a handful of requests, not one per folder or per object.
+    expect(e.stats.byRoute.list ?? 0).toBeLessThanOrEqual(2 + Math.ceil(fanout.size / 50) * 2 + Math.ceil(OBJECTS / 1000));
+
+    for (let i = 0; i < OBJECTS; i += Math.ceil(OBJECTS / 40)) {
+      const hex = (macs[i] as Buffer).toString('hex');
+      expect((await r.host.get(RESOURCE.PACKFILE, macs[i] as Buffer)).toString()).toBe(`content of ${hex}`);
+      expect((await r.host.get(RESOURCE.PACKFILE, macs[i] as Buffer, { offset: 11, length: 6 })).toString()).toBe(hex.slice(0, 6));
+    }
+    const added = Array.from({ length: 10 }, (_, i) => createHash('sha256').update(`added ${i}`).digest());
+    for (const m of added) await r.host.put(RESOURCE.PACKFILE, m, m);
+    await r.host.put(RESOURCE.PACKFILE, macs[0] as Buffer, Buffer.from('replaced'));
+    for (const m of macs.slice(1, 6)) await r.host.delete(RESOURCE.PACKFILE, m);
+    r.close();
+
+    const again = await connect('storage', drive.config('gdrive:///many', { cache: 'false' }));
+    const after = new Set((await again.host.list(RESOURCE.PACKFILE)).map((m) => m.toString('hex')));
+    expect(after.size).toBe(OBJECTS + 10 - 5);
+    for (const m of added) expect(after.has(m.toString('hex'))).toBe(true);
+    for (const m of macs.slice(1, 6)) expect(after.has(m.toString('hex'))).toBe(false);
+    expect((await again.host.get(RESOURCE.PACKFILE, macs[0] as Buffer)).toString()).toBe('replaced');
+    const hex0 = (macs[0] as Buffer).toString('hex');
+    expect(e.children(fanout.get(hex0.slice(0, 2)) as string).filter((c) => c.name === hex0)).toHaveLength(1);
+    again.close();
   });
 });
