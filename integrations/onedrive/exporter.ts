@@ -17,7 +17,6 @@ import { baseOf, dirOf, OneDriveError } from './client.ts';
 import { connect, LOCATION } from './connect.ts';
 import { drivePathOf } from './names.ts';
 import { exporterOptions, folderOf } from './options.ts';
-import { quickXorHash } from './quickxorhash.ts';
 import { isoSeconds, sessionUpload, simpleUpload, StreamSource } from './upload.ts';
 
 const CONFLICT: Readonly<Record<'overwrite' | 'skip' | 'rename', ConflictBehavior>> = { overwrite: 'replace', skip: 'fail', rename: 'rename' };
@@ -69,11 +68,7 @@ export const exporter = defineExporter({
             if (body.length !== entry.size) {
               throw new OneDriveError('sizeMismatch', `${what}: the snapshot gave ${body.length} bytes for a ${entry.size}-byte file`);
             }
-            const item = await simpleUpload(g, t, body);
-            const remote = item.file?.hashes?.quickXorHash;
-            if (remote && remote !== quickXorHash(body)) {
-              throw new OneDriveError('hashMismatch', `${what}: the quickXorHash OneDrive computed differs from the restored content`);
-            }
+            await simpleUpload(g, t, body);
           } else {
             await sessionUpload(g, t, new StreamSource(content, entry.size), o.chunkSize);
           }

@@ -186,9 +186,7 @@ export const storage = defineStorage({
           const t = { itemApiPath: g.childPath(folder.id, baseOf(path)), conflict: 'replace' as const, what };
           if (got.size <= o.uploadCutoff) {
             const body = got.memory ?? (await readFile(got.file as string));
-            const item = await simpleUpload(g, t, body);
-            const remote = item.file?.hashes?.quickXorHash;
-            if (remote && remote !== got.quickXorHash) throw new OneDriveError('hashMismatch', `${what}: the quickXorHash OneDrive computed differs from the data sent`);
+            await simpleUpload(g, t, body, got.quickXorHash);
           } else {
             src = got.memory ? new BufferSource(got.memory, got.quickXorHash) : await FileSource.open(got.file as string, got.size, got.quickXorHash);
             await sessionUpload(g, t, src, o.chunkSize);

@@ -38,15 +38,42 @@ export interface UploadSource {
 /** Session restarts allowed after expiry before the upload is reported as failed. */
 const MAX_SESSION_RESTARTS = 3;
 
-/** Uploads a small file in one PUT, then sets its modification time. */
-export async function simpleUpload(g: GraphClient, t: UploadTarget, body: Buffer): Promise<DriveItem> {
+/**
+ * Uploads a small file in one PUT, checks what OneDrive stored against the QuickXorHash of `body` (given, or computed
+ * here), then sets its modification time.
+ */
+export async function simpleUpload(g: GraphClient, t: UploadTarget, body: Buffer, quickXorHash?: string): Promise<DriveItem> {
   let item = await g.request<DriveItem>(t.what, 'PUT', `${t.itemApiPath}/content`, {
     body,
     query: { '@microsoft.graph.conflictBehavior': t.conflict },
     headers: { 'Content-Type': 'application/octet-stream' },
   });
+  await verifyStored(g, t, item, body.length, () => quickXorHash ?? new QuickXorHash().update(body).digestBase64());
   if (t.mtime) item = await setMtime(g, item, t.mtime, t.what);
   return item;
+}
+
+/**
+ * Compares the size and QuickXorHash OneDrive reports for a stored item with what was sent; on a mismatch removes
+ * the damaged copy (so that no wrong content sits under the right name) and fails with the reason.
+ */
+async function verifyStored(g: GraphClient, t: UploadTarget, item: DriveItem, size: number, quickXorHash: () => string): Promise<void> {
+  const bad: string[] = [];
+  if (item.size !== undefined && item.size !== size) bad.push(`${item.size} bytes instead of ${size}`);
+  const remote = item.file?.hashes?.quickXorHash;
+  if (remote && remote !== quickXorHash()) bad.push('a quickXorHash that differs from the content sent');
+  if (bad.length === 0) return;
+  let removed = false;
+  try {
+    await g.request(`${t.what}: cannot remove the damaged copy`, 'DELETE', `${g.drivePath}/items/${encodeURIComponent(item.id)}`);
+    removed = true;
+  } catch (err) {
+    g.log.warn(`${t.what}: cannot remove the damaged copy: ${describeError(err)}`);
+  }
+  throw new OneDriveError(
+    'hashMismatch',
+    `${t.what}: OneDrive stored ${bad.join(' and ')} (damaged on the way)${removed ? '; the damaged copy was removed' : ''}`,
+  );
 }
 
 /** Sets fileSystemInfo.lastModifiedDateTime unless the item already has it (to the second). */
@@ -108,24 +135,17 @@ async function sendFragments(g: GraphClient, t: UploadTarget, url: string, src: 
     }
     if (offset + length === src.size) await src.finish?.();
     const r = await putFragment(g, t, url, offset, body, src.size);
-    if (r.item) return verifyCommitted(t, r.item, src);
+    if (r.item) {
+      const item = r.item;
+      await verifyStored(g, t, item, src.size, () => src.quickXorHash());
+      return item;
+    }
     if (r.next <= offset || r.next > offset + length) {
       // The service lost or skipped data; follow what it expects (the source refuses a rewind it cannot do).
       g.log.debug('the upload session expects another offset', { what: t.what, sent: offset, next: r.next });
     }
     offset = r.next;
   }
-}
-
-function verifyCommitted(t: UploadTarget, item: DriveItem, src: UploadSource): DriveItem {
-  if (item.size !== undefined && item.size !== src.size) {
-    throw new OneDriveError('sizeMismatch', `${t.what}: OneDrive stored ${item.size} bytes instead of ${src.size}`);
-  }
-  const remote = item.file?.hashes?.quickXorHash;
-  if (remote && remote !== src.quickXorHash()) {
-    throw new OneDriveError('hashMismatch', `${t.what}: the quickXorHash OneDrive computed differs from the uploaded content`);
-  }
-  return item;
 }
 
 interface FragmentResult {

@@ -114,6 +114,8 @@ export class GraphEmulator {
   private readonly downloads = new Map<string, DownloadGrant>();
   private readonly deltas = new Map<string, DeltaSession>();
   private readonly sites = new Map<string, Site>();
+  /** Upload requests whose body is stored damaged (the `corrupt` control). */
+  private readonly corrupted = new WeakSet<IncomingMessage>();
   private deltaTokensValidAfter = 0;
   private requestSeq = 0;
   private readonly ownsDir: boolean;
@@ -180,6 +182,11 @@ export class GraphEmulator {
    */
   drop(count: number, o: { afterBytes?: number; afterCommit?: boolean; match?: RequestMatch } = {}): void {
     this.faults.add(count, { type: 'drop', afterBytes: o.afterBytes, afterCommit: o.afterCommit }, o.match);
+  }
+
+  /** The next `count` matching uploads (simple PUTs or session fragments) are stored with their first byte flipped. */
+  corrupt(count: number, match?: RequestMatch): void {
+    this.faults.add(count, { type: 'corrupt' }, match);
   }
 
   /** The next `count` matching requests wait `ms` first. */
@@ -256,9 +263,12 @@ export class GraphEmulator {
         status: res.writableFinished ? res.statusCode : 0,
         query: url.search,
         range: (req.headers['range'] ?? req.headers['content-range']),
+        sdkVersion: typeof req.headers['sdkversion'] === 'string' ? req.headers['sdkversion'] : undefined,
+        authorized: req.headers['authorization'] !== undefined,
       });
     });
     const fault = this.faults.take(info);
+    if (fault?.type === 'corrupt') this.corrupted.add(req);
     if (fault?.type === 'delay') await new Promise((r) => setTimeout(r, fault.ms));
     if (fault?.type === 'status') {
       req.resume();
@@ -669,10 +679,15 @@ export class GraphEmulator {
     const blob = this.store.newBlobPath();
     let n = 0;
     const limit = this.options.simpleUploadLimit;
+    let damage = this.corrupted.has(req);
     await pipeline(
       req,
       async function* (source: AsyncIterable<Buffer>) {
         for await (const chunk of source) {
+          if (damage && chunk.length > 0) {
+            chunk[0] = (chunk[0] as number) ^ 0xff;
+            damage = false;
+          }
           n += chunk.length;
           if (n > limit) throw new GraphFault(413, 'requestTooLarge', 'The request body is too large.');
           yield chunk;
@@ -813,6 +828,7 @@ export class GraphEmulator {
     }
     const body = await this.readBody(req, MAX_FRAGMENT);
     if (body.length !== size) throw new GraphFault(400, 'invalidRequest', 'The body is shorter than Content-Length.');
+    if (this.corrupted.has(req) && body.length > 0) body[0] = (body[0] as number) ^ 0xff;
     s.total = total;
     await appendFile(s.file, body);
     s.hashes.qx.update(body);

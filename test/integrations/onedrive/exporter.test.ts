@@ -47,6 +47,49 @@ describe('onedrive exporter: restores', () => {
     expect(log.filter((r) => r.kind === 'graph' && r.method === 'PUT' && r.path.endsWith('/content')).length).toBe(3);
   });
 
+  it('sends Graph calls through the Graph client’s middleware chain, and no token to pre-authenticated URLs', async () => {
+    const mark = emu.faults.log.length;
+    const out = await restore('onedrive:///Restore/chain', entriesFromTree({ 'big.bin': pseudoRandom(700_000, 8), 'small.txt': 's' }, { modTime: T }), {
+      chunk_size: '320KiB',
+      upload_cutoff: '100KiB',
+    });
+    expect(out.itemErrors).toEqual([]);
+    const log = emu.faults.log.slice(mark);
+    const graph = log.filter((r) => r.kind === 'graph');
+    const upload = log.filter((r) => r.kind === 'upload');
+    expect(graph.length).toBeGreaterThan(3);
+    expect(upload.length).toBe(3);
+    // TelemetryHandler's SdkVersion header and AuthenticationHandler's bearer token on every Graph call.
+    for (const r of graph) expect(r.sdkVersion, `${r.method} ${r.path}`).toMatch(/^graph-js\/\d+\.\d+\.\d+/);
+    for (const r of graph) expect(r.authorized, `${r.method} ${r.path}`).toBe(true);
+    for (const r of upload) expect(r.authorized).toBe(false);
+  });
+
+  it('checks the QuickXorHash OneDrive computed: a file damaged on the way is an error for that file, and removed', async () => {
+    const big = pseudoRandom(1_500_000, 5);
+    emu.corrupt(1, (r) => r.kind === 'graph' && r.method === 'PUT' && r.path.endsWith('/small.txt:/content'));
+    emu.corrupt(1, (r) => r.kind === 'upload' && r.method === 'PUT');
+    const out = await restore('onedrive:///Restore/damaged', entriesFromTree({ 'small.txt': 'small', 'big.bin': big, 'ok.txt': 'fine' }, { modTime: T }), {
+      upload_cutoff: '1MiB',
+      chunk_size: '640KiB',
+    });
+    expect(out.status.code).toBe(0);
+    expect([...out.itemErrors].sort((x, y) => (x.pathname < y.pathname ? -1 : 1))).toEqual([
+      {
+        pathname: '/big.bin',
+        error:
+          'onedrive exporter: cannot restore /big.bin to /Restore/damaged/big.bin: OneDrive stored a quickXorHash that differs from the content sent (damaged on the way); the damaged copy was removed',
+      },
+      {
+        pathname: '/small.txt',
+        error:
+          'onedrive exporter: cannot restore /small.txt to /Restore/damaged/small.txt: OneDrive stored a quickXorHash that differs from the content sent (damaged on the way); the damaged copy was removed',
+      },
+    ]);
+    expect([...filesUnder(emu, emu.me, '/Restore/damaged').keys()]).toEqual(['/ok.txt']);
+    expect(emu.faults.pending).toBe(0);
+  });
+
   it('maps characters OneDrive refuses to look-alikes instead of failing', async () => {
     const out = await restore('onedrive:///Restore/names', entriesFromTree({ 'what?.txt': 'q', 'a:b|c<d>"e*\\f': 'x' }, { modTime: T }));
     expect(out.itemErrors).toEqual([]);

@@ -155,6 +155,27 @@ describe('onedrive storage: repository layout', () => {
     }
   });
 
+  it('fails a Put whose stored copy does not match the data sent, and leaves no damaged object behind', async () => {
+    const s = await served('storage', emu.config('onedrive:///Repos/damaged', { upload_cutoff: '100KiB', chunk_size: '320KiB' }));
+    try {
+      await s.host.create(Buffer.from('_KLOSET_x'));
+      for (const [size, match] of [
+        [50_000, (r: { kind: string; method: string; path: string }) => r.kind === 'graph' && r.method === 'PUT' && r.path.endsWith(':/content')],
+        [700_000, (r: { kind: string; method: string }) => r.kind === 'upload' && r.method === 'PUT'],
+      ] as const) {
+        const mac = randomBytes(32);
+        emu.corrupt(1, match);
+        await expect(s.host.put(RESOURCE.PACKFILE, mac, pseudoRandom(size, 2))).rejects.toThrow(
+          `onedrive storage: cannot store packfile ${hex(mac)} in onedrive:///Repos/damaged (drive ${emu.me.id}): OneDrive stored a quickXorHash that differs from the content sent (damaged on the way); the damaged copy was removed`,
+        );
+        expect(await s.host.list(RESOURCE.PACKFILE)).toEqual([]);
+      }
+      expect(emu.faults.pending).toBe(0);
+    } finally {
+      s.close();
+    }
+  });
+
   it('fails a Put on a full drive with a clear quota message', async () => {
     const small = emu.createDrive({ quotaTotal: 64 * 1024 });
     const s = await served('storage', emu.config('onedrive:///Repo', { drive_id: small.id }));

@@ -26,7 +26,9 @@ export type FaultAction =
    */
   | { type: 'drop'; afterBytes?: number; afterCommit?: boolean }
   /** Wait before answering normally. */
-  | { type: 'delay'; ms: number };
+  | { type: 'delay'; ms: number }
+  /** Uploads: store the body with its first byte flipped, as if it had been damaged on the way in. */
+  | { type: 'corrupt' };
 
 interface Rule {
   remaining: number;
@@ -40,6 +42,10 @@ export interface LoggedRequest extends RequestInfo {
   query: string;
   /** Range or Content-Range header, when present. */
   range?: string;
+  /** The SdkVersion header the Graph client's TelemetryHandler adds (proof that its middleware chain sent the request). */
+  sdkVersion?: string;
+  /** Whether an Authorization header came with the request. */
+  authorized: boolean;
 }
 
 /** Fault rules (consumed in order) and counters. */
