@@ -6,11 +6,8 @@ import { backup, content, files, restore, snapshot, type Backup } from './host.t
 import { startProxy, type Proxy } from './proxy.ts';
 import { seedXandikos, startXandikos, type RunningServer } from './servers.ts';
 
-/**
- * Events in the big calendar. The issue asks for 5,000 (`CALDAV_LARGE_EVENTS=5000`, about 35 s per backup on an idle
- * 2-core machine, most of it Xandikos); the default keeps the whole caldav suite near 3 minutes on 2 cores.
- */
-const EVENTS = Number(process.env.CALDAV_LARGE_EVENTS ?? 2000);
+/** Events in the big calendar: the issue's 5,000 (CALDAV_LARGE_EVENTS changes it; about 35 s per backup on an idle 2-core machine, most of it Xandikos). */
+const EVENTS = Number(process.env.CALDAV_LARGE_EVENTS ?? 5000);
 /** Per-test time limit: generous, since the servers' speed depends on the machine's load. */
 const LIMIT = 600_000;
 /** Events of the snapshot restored (servers take ~0.1 s per PUT; bench/caldav.ts times a full restore). */
