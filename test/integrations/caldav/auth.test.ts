@@ -53,6 +53,20 @@ describe('caldav importer: Digest authentication', () => {
     expect(stales).toBeGreaterThan(0);
   });
 
+  it('restores through Digest too (MKCALENDAR, PROPFIND, conditional PUTs)', async () => {
+    const b = await backup('caldav', { location: `caldav://${new URL(srv.url).host}/alice/work/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    const realm = new DigestRealm('bob', 'bob-digest-pw');
+    const p = await proxy({ answer: (req) => (realm.check(req) === 'ok' ? undefined : realm.challenge()), upstreamAuth: () => BOB });
+    const out = await restore('caldav', { location: `caldav://${p.host}/bob/digest-copy/`, username: 'bob', password: 'bob-digest-pw', use_tls: 'false' }, snapshot(b));
+    expect(out.itemErrors).toEqual([]);
+    const methods = new Set(p.requests.filter((r) => r.authorization.startsWith('Digest ')).map((r) => r.method));
+    expect([...methods].sort()).toEqual(expect.arrayContaining(['MKCALENDAR', 'PROPFIND', 'PUT']));
+    const bob = new Account(srv.url, 'bob', 'bobpw');
+    const got = await bob.objects('/bob/digest-copy/', 'calendar');
+    expect(parsed(got.get('weekly.ics') ?? '')).toEqual(parsed(WEEKLY));
+    expect(parsed(got.get('task.ics') ?? '')).toEqual(parsed(TASK));
+  });
+
   it('a wrong password is a clear Init error after one Digest attempt', async () => {
     const realm = new DigestRealm('alice', 'right-one');
     const p = await proxy({ answer: (req) => (realm.check(req) === 'ok' ? undefined : realm.challenge()), upstreamAuth: () => ALICE });
@@ -114,6 +128,28 @@ describe('caldav importer: OAuth 2.0 refresh token', () => {
     expect([...files(b).keys()].sort()).toEqual(['/work/.collection.json', '/work/task.ics', '/work/weekly.ics']);
     expect(tokenCalls()).toBe(2);
     expect(b.init.origin).toBe(`/alice/@${p.host}`);
+  });
+
+  it('restores with the refresh token as well', async () => {
+    const b = await backup('caldav', { location: `caldav://${new URL(srv.url).host}/alice/work/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    const { p, tokenCalls } = await oauthProxy();
+    const out = await restore(
+      'caldav',
+      {
+        location: `caldav://${p.host}/alice/oauth-copy/`,
+        refresh_token: 'rt-good-refresh-token',
+        client_id: 'kloset-client',
+        client_secret: 'cs-client-secret',
+        token_url: `${p.url}/token`,
+        use_tls: 'false',
+      },
+      snapshot(b),
+    );
+    expect(out.itemErrors).toEqual([]);
+    expect(tokenCalls()).toBe(1);
+    expect(p.requests.filter((r) => r.method === 'PUT').every((r) => r.authorization.startsWith('Bearer at-access-token-'))).toBe(true);
+    const got = await new Account(srv.url, 'alice', 'alicepw').objects('/alice/oauth-copy/', 'calendar');
+    expect([...got.keys()].sort()).toEqual(['task.ics', 'weekly.ics']);
   });
 
   it('a revoked refresh token is a clear Init error that names neither token nor secret', async () => {
