@@ -141,7 +141,18 @@ export async function uploadContent(client: DriveClient, target: UploadTarget, s
   const local = md5.digest('hex');
   const remote = result.file.md5Checksum ?? undefined;
   if (!target.convertTo && remote !== undefined && remote !== local) {
-    throw new ServiceError('checksumMismatch', `${target.what}: MD5 mismatch after upload: sent ${local}, Drive stored ${remote}`);
+    // A new file with damaged content is removed, so that nothing that looks restored holds wrong bytes.
+    let removed = false;
+    if (!target.fileId && result.file.id) {
+      removed = await client.delete(result.file.id, `${target.what}: remove the damaged upload`).then(
+        () => true,
+        () => false,
+      );
+    }
+    throw new ServiceError(
+      'checksumMismatch',
+      `${target.what}: MD5 mismatch after upload: sent ${local}, Drive stored ${remote}${removed ? ' (the damaged file was removed)' : ''}`,
+    );
   }
   return { file: result.file, size: result.size, md5: local };
 }

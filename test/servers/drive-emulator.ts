@@ -117,6 +117,8 @@ export type FaultAction =
   | { kind: 'lose-answer' }
   /** Downloads: sends `afterBytes` of the body, then goes silent for `ms` before going on. */
   | { kind: 'stall'; afterBytes: number; ms: number }
+  /** Uploads (multipart or a resumable chunk): the first byte of the content is stored flipped, as if damaged in transit. */
+  | { kind: 'corrupt' }
   | { kind: 'delay'; ms: number };
 
 /** A test-controlled fault: applies to `times` matching requests (or each with `probability`). */
@@ -680,7 +682,8 @@ export class DriveEmulator {
       // Routes without a bearer token: the token endpoint, the consent page, and session URIs (they carry their own credential).
       if (route === 'token') return await this.token(req, res);
       if (route === 'auth') return this.authorize(url, res);
-      if (route === 'chunk') return await this.chunk(req, res, url, drop?.afterBytes);
+      const corrupt = fault?.kind === 'corrupt';
+      if (route === 'chunk') return await this.chunk(req, res, url, drop?.afterBytes, corrupt);
       if (route === 'unknown') {
         await drain(req);
         throw new HttpError(404, 'notFound', `Not Found: ${method} ${url.pathname}`);
@@ -710,7 +713,7 @@ export class DriveEmulator {
           res.end();
           return;
         case 'upload':
-          return await this.upload(user, id, req, res, url);
+          return await this.upload(user, id, req, res, url, corrupt);
       }
     } catch (err) {
       if (res.headersSent || res.destroyed) {
@@ -1234,7 +1237,7 @@ export class DriveEmulator {
     return join(this.dataDir, `blob-${++this.blobCounter}`);
   }
 
-  private async upload(user: string, id: string | undefined, req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+  private async upload(user: string, id: string | undefined, req: IncomingMessage, res: ServerResponse, url: URL, corrupt = false): Promise<void> {
     const type = url.searchParams.get('uploadType');
     if (id !== undefined && req.method !== 'PATCH') throw new HttpError(404, 'notFound', 'Not Found');
     if (id === undefined && req.method !== 'POST') throw new HttpError(404, 'notFound', 'Not Found');
@@ -1287,6 +1290,7 @@ export class DriveEmulator {
       media = body;
       mediaType = String(req.headers['content-type'] ?? 'application/octet-stream');
     }
+    if (corrupt && media.length > 0) media[0] = (media[0] as number) ^ 0xff;
     const blob = this.newBlobPath();
     await writeFile(blob, media);
     const file = await this.finish(user, target, meta, url, blob, media.length, createHash('md5').update(media).digest('hex'), mediaType);
@@ -1361,7 +1365,7 @@ export class DriveEmulator {
     });
   }
 
-  private async chunk(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter?: number): Promise<void> {
+  private async chunk(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter?: number, corrupt = false): Promise<void> {
     const sid = url.searchParams.get('upload_id') ?? '';
     const s = this.sessions.get(sid);
     if (!s || s.gone) {
@@ -1444,6 +1448,11 @@ export class DriveEmulator {
         const room = first + keep - offset;
         if (buf.length > room) buf = buf.subarray(0, Math.max(0, room));
         if (buf.length > 0) {
+          if (corrupt) {
+            buf = Buffer.from(buf);
+            buf[0] = (buf[0] as number) ^ 0xff;
+            corrupt = false;
+          }
           s.hash.update(buf);
           offset += buf.length;
           s.persisted = offset;

@@ -174,6 +174,39 @@ describe('gdrive: backup, restore, compare', () => {
     expect(dst.get('/to-outside')?.shortcut?.targetId).toBe(elsewhere);
   });
 
+  it('an upload whose MD5 Drive reports differently is an error for that file only, and the damaged file is removed', async () => {
+    const e = drive.emu;
+    const small = (name: string): ExportEntry => ({
+      path: `/${name}`,
+      info: { name, mode: 0o644, size: 11, modTime: { seconds: 1_600_000_000, nanos: 0 } },
+      content: Buffer.from(`${name.slice(0, 4)} bytes.`.padEnd(11, '.')),
+    });
+    const big = Buffer.alloc(2 * 1024 * 1024 + 5, 9);
+    const entries: ExportEntry[] = [
+      { path: '/', info: { name: 'x', mode: 0x800001ed } },
+      small('one.txt'),
+      small('two.txt'),
+      { path: '/big.bin', info: { name: 'big.bin', mode: 0o644, size: big.length, modTime: { seconds: 1_600_000_000, nanos: 0 } }, content: big },
+    ];
+    // One multipart upload (a small file) and one chunk of the resumable upload (big.bin) arrive damaged.
+    e.addFault({ routes: ['upload'], when: (r) => r.url.searchParams.get('uploadType') === 'multipart', action: { kind: 'corrupt' } });
+    e.addFault({ routes: ['chunk'], action: { kind: 'corrupt' } });
+    const c = await connect('exporter', drive.config('gdrive:///damaged', { chunk_size: '1MiB' }));
+    const out = await c.host.exportTree(entries);
+    c.close();
+    e.clearFaults();
+    expect(out.status.code, out.status.details).toBe(0);
+    const failed = out.itemErrors.map((x) => x.pathname).sort();
+    expect(failed).toHaveLength(2);
+    expect(failed[0]).toBe('/big.bin');
+    expect(['/one.txt', '/two.txt']).toContain(failed[1]);
+    for (const x of out.itemErrors) expect(x.error).toMatch(/MD5 mismatch after upload: sent [0-9a-f]{32}, Drive stored [0-9a-f]{32} \(the damaged file was removed\)/);
+    const left = e.children(e.lookup('damaged')?.id as string).map((f) => f.name);
+    const good = failed[1] === '/one.txt' ? 'two.txt' : 'one.txt';
+    expect(left).toEqual([good]);
+    expect((await e.content(e.lookup(`damaged/${good}`)?.id as string)).toString()).toBe(`${good.slice(0, 4)} bytes.`.padEnd(11, '.'));
+  });
+
   it('uploads run in parallel, up to `concurrency`', async () => {
     const e = drive.emu;
     const entries: ExportEntry[] = [{ path: '/', info: { name: 'p', mode: 0x800001ed } }];
