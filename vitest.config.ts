@@ -15,6 +15,7 @@ export default defineConfig({
       { extends: true, test: { name: 'conformance', include: ['test/conformance/**/*.test.ts'] } },
       { extends: true, test: { name: 'servers', include: ['test/servers/**/*.test.ts'] } },
       { extends: true, test: { name: 'faults', include: ['test/faults/**/*.test.ts'] } },
+      { extends: true, test: { name: 'hostile', include: ['test/hostile/**/*.test.ts'] } },
       ...INTEGRATIONS.map((name) => ({
         extends: true as const,
         test: { name, include: [`test/integrations/${name}/**/*.test.ts`] },

@@ -11,6 +11,7 @@ export const SERVERS_BY_PROJECT: Readonly<Record<string, readonly string[]>> = {
   unit: [],
   conformance: [],
   servers: [],
+  hostile: [],
   s3: ['radosgw', 'swift'],
   imap: ['dovecot', 'dovecot-dot'],
   caldav: ['radicale', 'xandikos'],

@@ -22,6 +22,22 @@ export function toStatus(err: unknown, scope: string): StatusObject {
   }
   // The host gives these two codes special meaning (PROTOCOL.md §3.1.5): never use them for application errors.
   if (code === grpcStatus.CANCELLED || code === grpcStatus.UNAVAILABLE || code === grpcStatus.OK) code = grpcStatus.UNKNOWN;
-  const details = redactor.redact(message);
+  const details = capped(redactor.redact(message));
   return { code, details, message: details, metadata: new Metadata(), name: 'Error' };
+}
+
+/** Longest status message sent, in characters: the text travels in an HTTP/2 trailer (percent-encoded). */
+export const MAX_STATUS_MESSAGE = 8192;
+
+/**
+ * Cuts an over-long message (an integration echoing a huge bad value): a status of hundreds of kilobytes does not fit
+ * the trailer, so the reply never arrives and the host waits forever. Applied after redaction, so no secret is cut
+ * into a recognisable prefix.
+ */
+export function capped(message: string): string {
+  if (message.length <= MAX_STATUS_MESSAGE) return message;
+  let keep = MAX_STATUS_MESSAGE - 64;
+  const last = message.charCodeAt(keep - 1);
+  if (last >= 0xd800 && last <= 0xdbff) keep--; // never split a surrogate pair
+  return `${message.slice(0, keep)}… (${message.length - keep} more characters)`;
 }
