@@ -207,6 +207,24 @@ describe('gdrive: backup, restore, compare', () => {
     expect((await e.content(e.lookup(`damaged/${good}`)?.id as string)).toString()).toBe(`${good.slice(0, 4)} bytes.`.padEnd(11, '.'));
   });
 
+  it('restores into a shared drive and below root_folder_id', async () => {
+    const e = drive.emu;
+    const team = e.createSharedDrive('Restores');
+    const holder = e.createFolder(undefined, 'holder');
+    const entries: ExportEntry[] = [
+      { path: '/', info: { name: 'x', mode: 0x800001ed } },
+      { path: '/d', info: { name: 'd', mode: 0x800001ed } },
+      { path: '/d/f.txt', info: { name: 'f.txt', mode: 0o644, size: 5, modTime: { seconds: 1_600_000_000, nanos: 0 } }, content: Buffer.from('hello') },
+      { path: '/big.bin', info: { name: 'big.bin', mode: 0o644, size: 1_500_000 }, content: Buffer.alloc(1_500_000, 3) },
+    ];
+    await restore('gdrive:///into/team', entries, { drive: 'Restores' });
+    expect((await e.content(e.lookup('into/team/d/f.txt', team)?.id as string)).toString()).toBe('hello');
+    expect(e.lookup('into/team/big.bin', team)?.size).toBe(1_500_000);
+    expect(e.lookup('into/team/d/f.txt', team)?.driveId).toBe(team);
+    await restore('gdrive:///below', entries, { root_folder_id: holder });
+    expect((await e.content(e.lookup('holder/below/d/f.txt')?.id as string)).toString()).toBe('hello');
+  });
+
   it('uploads run in parallel, up to `concurrency`', async () => {
     const e = drive.emu;
     const entries: ExportEntry[] = [{ path: '/', info: { name: 'p', mode: 0x800001ed } }];

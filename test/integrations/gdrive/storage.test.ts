@@ -125,6 +125,26 @@ describe('gdrive storage: layout and writes', () => {
     expect(e.stats.byRoute.list ?? 0).toBeLessThan(30);
   });
 
+  it('a repository in a shared drive, and below root_folder_id', async () => {
+    const e = drive.emu;
+    const team = e.createSharedDrive('Repos');
+    const holder = e.createFolder(undefined, 'repo-holder');
+    for (const extra of [{ drive: 'Repos' }, { root_folder_id: holder }]) {
+      const s = await connect('storage', drive.config('gdrive:///kloset', { cache: 'false', chunk_size: '256KiB', ...extra }));
+      await s.host.create(Buffer.from('_KLOSET_shared'));
+      await s.host.put(RESOURCE.PACKFILE, mac(0x44), Buffer.alloc(600_000, 4));
+      await s.host.put(RESOURCE.STATE, mac(0x45), Buffer.from('state'));
+      s.close();
+      const r = await connect('storage', drive.config('gdrive:///kloset', { cache: 'false', ...extra }));
+      expect((await r.host.open()).toString()).toBe('_KLOSET_shared');
+      expect((await r.host.list(RESOURCE.PACKFILE)).map((m) => m.toString('hex'))).toEqual([mac(0x44).toString('hex')]);
+      expect((await r.host.get(RESOURCE.PACKFILE, mac(0x44), { offset: 599_990, length: 10 })).equals(Buffer.alloc(10, 4))).toBe(true);
+      r.close();
+    }
+    expect(e.lookup(`kloset/packfiles/44/${mac(0x44).toString('hex')}`, team)?.driveId).toBe(team);
+    expect(e.lookup(`repo-holder/kloset/states/45/${mac(0x45).toString('hex')}`)?.size).toBe(5);
+  });
+
   it(`a repository of ${OBJECTS} objects: List pages through every fan-out folder, Gets, Puts and Deletes find the right ones`, { timeout: 600_000 }, async () => {
     const e = drive.emu;
     const s = await connect('storage', drive.config('gdrive:///many', { cache: 'false' }));
