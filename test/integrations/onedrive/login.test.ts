@@ -1,6 +1,7 @@
 // `onedrive login` run as a person would: the device-code flow against the emulator's identity platform, then the
 // plakar lines on stdout (and nowhere else), with --token-file keeping the token out of the lines.
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -8,6 +9,9 @@ import { TEST_CLIENT_ID, type GraphEmulator } from '../../servers/graph-emulator
 import { emulator, served, tempDir } from './helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..', '..');
+/** With KLOSET_TS_SPAWN=1 and a build in dist/, the built executable runs `login`; otherwise the sources through tsx. */
+const EXECUTABLE = join(ROOT, 'dist', 'onedrive', 'onedrive');
+const BUILT = process.env.KLOSET_TS_SPAWN === '1' && existsSync(EXECUTABLE);
 
 let emu: GraphEmulator;
 let tmp: { dir: string; cleanup(): Promise<void> };
@@ -22,7 +26,10 @@ afterAll(async () => {
 
 /** Runs `onedrive login …` from sources; approves the code as the `me` user once it is pending (unless `decline`). */
 async function login(args: string[], o: { decline?: boolean } = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/dev-entry.ts'), join(ROOT, 'integrations/onedrive'), 'login', ...args], {
+  const [command, argv] = BUILT
+    ? [EXECUTABLE, ['login', ...args]]
+    : [process.execPath, ['--import', 'tsx', join(ROOT, 'scripts/dev-entry.ts'), join(ROOT, 'integrations/onedrive'), 'login', ...args]];
+  const child = spawn(command, argv, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -42,7 +49,7 @@ async function login(args: string[], o: { decline?: boolean } = {}): Promise<{ c
   return { code, stdout, stderr };
 }
 
-describe('onedrive login: device-code sign-in', () => {
+describe(`onedrive login (${BUILT ? 'built executable' : 'sources'}): device-code sign-in`, () => {
   it('prints the code to enter, then the plakar lines, which work as they are', async () => {
     const r = await login(['--client-id', TEST_CLIENT_ID, '--endpoint', emu.url, '--name', 'my drive', '--path', 'Backups/plakar']);
     expect(r.code).toBe(0);
