@@ -1,0 +1,314 @@
+// Read-ahead cache benchmark: the host's restore/check read pattern (PROTOCOL.md §9: one ranged Get at a time, median
+// ~720 B, p90 ~97 KB, up to ~5.8 MB, about half in ascending order within a packfile) replayed over 64 MiB packfiles
+// through the built s3 executable against Ceph radosgw, with the SDK's read-ahead cache on and off, side by side with
+// the raw AWS SDK downloading the same packfiles whole (the practical limit). Two latencies: loopback, and a delay proxy
+// adding ~20 ms to every request (like a remote store). Every byte the replays return is compared with the source.
+// Run: npx tsx bench/readahead.ts   (build first: npm run build -- --only s3)
+// Environment: READAHEAD_PACKFILES (4), READAHEAD_PACKFILE_MIB (64), READAHEAD_DELAY_MS (20), READAHEAD_SEED (1),
+//   READAHEAD_OFF_SAMPLE (0 = replay everything with the cache off; N = only the first N Gets of each packfile with
+//   the cache off, the rest extrapolated and labelled so), READAHEAD_DIST (dist).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { Readable } from 'node:stream';
+import { CreateBucketCommand, GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { objectName } from '../shared/index.ts';
+import { launchPlugin, RESOURCE, type LaunchedPlugin } from '../test/harness/index.ts';
+import { configFor, radosgw, sdkClient } from '../test/integrations/s3/servers.ts';
+import { figuresTable, type Figure } from './sdk.ts';
+
+const ROOT = join(import.meta.dirname, '..');
+/** The built s3 package (READAHEAD_DIST overrides `dist/`, e.g. for a build made with `scripts/build.ts --dist`). */
+const MANIFEST = join(process.env.READAHEAD_DIST ?? join(ROOT, 'dist'), 's3', 'manifest.yaml');
+const MiB = 1024 * 1024;
+const CLK_TCK_MS = 10;
+
+function env(name: string, fallback: number): number {
+  const v = process.env[name];
+  return v === undefined || v === '' ? fallback : Number(v);
+}
+
+function say(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+function cpuTicks(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11]) + Number(fields[12]);
+}
+
+/** A small seeded PRNG (mulberry32), so every run replays the same ranges. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+/**
+ * Quantiles of the host's Get sizes (PROTOCOL.md §9, plakar v1.1.4): 86 B smallest, median 720 B, p90 ~97 KB, ~0.46%
+ * over 4 MiB, 5.8 MB largest. Sizes between the points are interpolated on a log scale.
+ */
+const SIZE_QUANTILES: ReadonlyArray<[number, number]> = [
+  [0, 86],
+  [0.5, 720],
+  [0.9, 97_000],
+  [0.99, 1_000_000],
+  [0.9954, 4 * MiB],
+  [1, 5_800_000],
+];
+
+function rangeSize(u: number): number {
+  for (let i = 1; i < SIZE_QUANTILES.length; i++) {
+    const [q1, s1] = SIZE_QUANTILES[i] as [number, number];
+    const [q0, s0] = SIZE_QUANTILES[i - 1] as [number, number];
+    if (u <= q1) return Math.round(Math.exp(Math.log(s0) + ((u - q0) / (q1 - q0)) * (Math.log(s1) - Math.log(s0))));
+  }
+  return 5_800_000;
+}
+
+interface Range {
+  offset: number;
+  length: number;
+}
+
+/**
+ * The Gets of one packfile: consecutive ranges covering it whole, then shuffled within windows of 16 so that about
+ * half of the Gets start after the previous one (the host reads blobs in the order files need them, not in file order).
+ */
+export function readPattern(packBytes: number, random: () => number): Range[] {
+  const ranges: Range[] = [];
+  for (let offset = 0; offset < packBytes; ) {
+    const length = Math.min(rangeSize(random()), packBytes - offset);
+    ranges.push({ offset, length });
+    offset += length;
+  }
+  const WINDOW = 16;
+  for (let start = 0; start < ranges.length; start += WINDOW) {
+    const end = Math.min(start + WINDOW, ranges.length);
+    for (let i = end - 1; i > start; i--) {
+      const j = start + Math.floor(random() * (i - start + 1));
+      [ranges[i], ranges[j]] = [ranges[j] as Range, ranges[i] as Range];
+    }
+  }
+  return ranges;
+}
+
+function percentile(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
+}
+
+/** Starts bench/delay-proxy.ts in its own process (so this process's work cannot stretch its timers). */
+async function delayProxy(target: string, ms: number): Promise<{ endpoint: string; close(): Promise<void> }> {
+  const tsx = createRequire(import.meta.url).resolve('tsx');
+  const child: ChildProcess = spawn(process.execPath, ['--import', tsx, join(import.meta.dirname, 'delay-proxy.ts'), target, String(ms)], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const endpoint = await new Promise<string>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`delay proxy exited with ${code}`)));
+    createInterface({ input: child.stdout as Readable }).once('line', resolve);
+  });
+  return {
+    endpoint,
+    close: async () => {
+      if (child.exitCode !== null) return;
+      const exited = new Promise((r) => child.once('exit', r));
+      child.stdin?.end();
+      await exited;
+    },
+  };
+}
+
+interface Pack {
+  mac: Buffer;
+  key: string;
+  data: Buffer;
+  ranges: Range[];
+}
+
+interface Result {
+  seconds: number;
+  gets: number;
+  bytes: number;
+  /** Plugin CPU per Get (ms), undefined for the raw SDK. */
+  cpuPerGet?: number;
+  /** Only a sample was replayed; `seconds` is extrapolated from it. */
+  extrapolatedFrom?: { gets: number; seconds: number };
+}
+
+/** The raw AWS SDK downloading each packfile whole, one after the other, as fast as it can. */
+async function rawWhole(sdk: S3Client, bucket: string, packs: Pack[]): Promise<Result> {
+  const t0 = performance.now();
+  let bytes = 0;
+  for (const p of packs) {
+    const g = await sdk.send(new GetObjectCommand({ Bucket: bucket, Key: p.key }));
+    let n = 0;
+    for await (const c of g.Body as AsyncIterable<Buffer>) n += c.length;
+    if (n !== p.data.length) throw new Error(`raw download of ${p.key} returned ${n} bytes, expected ${p.data.length}`);
+    bytes += n;
+  }
+  return { seconds: (performance.now() - t0) / 1000, gets: packs.length, bytes };
+}
+
+/** Replays the read pattern through a freshly spawned s3 executable; `sample` caps the Gets per packfile. */
+async function replay(config: Record<string, string>, packs: Pack[], sample = 0): Promise<Result & { plugin: LaunchedPlugin }> {
+  const plugin = await launchPlugin({ manifest: MANIFEST, kind: 'storage' });
+  await plugin.host.init('storage', 's3', config);
+  await plugin.host.open();
+  const ticks0 = cpuTicks(plugin.process.pid);
+  const t0 = performance.now();
+  let gets = 0;
+  let bytes = 0;
+  for (const p of packs) {
+    const ranges = sample > 0 ? p.ranges.slice(0, sample) : p.ranges;
+    for (const r of ranges) {
+      const got = await plugin.host.get(RESOURCE.PACKFILE, p.mac, r);
+      if (!got.equals(p.data.subarray(r.offset, r.offset + r.length))) {
+        throw new Error(`Get ${r.offset}+${r.length} of packfile ${p.mac.toString('hex').slice(0, 8)} returned different bytes`);
+      }
+      gets++;
+      bytes += got.length;
+    }
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  const cpuPerGet = ((cpuTicks(plugin.process.pid) - ticks0) * CLK_TCK_MS) / gets;
+  const all = packs.reduce((n, p) => n + p.ranges.length, 0);
+  if (gets === all) return { seconds, gets, bytes, cpuPerGet, plugin };
+  const allBytes = packs.reduce((n, p) => n + p.data.length, 0);
+  return { seconds: (seconds * all) / gets, gets: all, bytes: allBytes, cpuPerGet, plugin, extrapolatedFrom: { gets, seconds } };
+}
+
+/** Plugin CPU per Get when every range is already in the cache (the lean Get path alone). */
+async function warmCpu(plugin: LaunchedPlugin, packs: Pack[]): Promise<{ cpuPerGet: number; gets: number }> {
+  const p = packs[packs.length - 1] as Pack;
+  const ticks0 = cpuTicks(plugin.process.pid);
+  let gets = 0;
+  for (let round = 0; round < 3; round++) {
+    for (const r of p.ranges) {
+      await plugin.host.get(RESOURCE.PACKFILE, p.mac, r);
+      gets++;
+    }
+  }
+  return { cpuPerGet: ((cpuTicks(plugin.process.pid) - ticks0) * CLK_TCK_MS) / gets, gets };
+}
+
+/** Runs the read-ahead benchmark and returns its table and figures. */
+export async function benchReadAhead(
+  options: { packfiles?: number; packMiB?: number; delayMs?: number; seed?: number; offSample?: number } = {},
+): Promise<{ table: string; figures: Figure[] }> {
+  if (!existsSync(MANIFEST)) throw new Error(`${MANIFEST} missing: run npm run build -- --only s3 first`);
+  const count = options.packfiles ?? 4;
+  const packBytes = (options.packMiB ?? 64) * MiB;
+  const delayMs = options.delayMs ?? 20;
+  const offSample = options.offSample ?? 0;
+  const random = prng(options.seed ?? 1);
+
+  // A private radosgw (tcp_nodelay on: small answers at LAN speed), started again once if the one-node Ceph start races.
+  const rgw = await radosgw({ own: true });
+  const server = { ...rgw, stop: async () => undefined };
+  const direct = sdkClient(server);
+  const bucket = `bench-readahead-${Date.now().toString(36)}`;
+  const prefix = 'repo';
+  const rows: string[] = [];
+  const figures: Figure[] = [];
+  try {
+    await direct.send(new CreateBucketCommand({ Bucket: bucket }));
+    // Seed: a repository with `count` packfiles of random bytes, written with the raw SDK in the repository layout.
+    const packs: Pack[] = [];
+    for (let i = 0; i < count; i++) {
+      const mac = randomBytes(32);
+      const data = randomBytes(packBytes);
+      const key = `${prefix}/${objectName('packfile', mac)}`;
+      await new Upload({ client: direct, params: { Bucket: bucket, Key: key, Body: data }, partSize: 16 * MiB, queueSize: 4 }).done();
+      packs.push({ mac, key, data, ranges: readPattern(packBytes, random) });
+    }
+    // A check walks packfiles in MAC order; restores read them in the order the snapshot needs them.
+    packs.sort((a, b) => Buffer.compare(a.mac, b.mac));
+    const setup = await launchPlugin({ manifest: MANIFEST, kind: 'storage' });
+    await setup.host.init('storage', 's3', configFor(server, bucket, prefix));
+    await setup.host.create(Buffer.from('_KLOSET_bench_readahead'));
+    await setup.dispose();
+
+    const sizes = packs.flatMap((p) => p.ranges.map((r) => r.length));
+    const ascending = packs.reduce((n, p) => n + p.ranges.filter((r, i) => i > 0 && r.offset > (p.ranges[i - 1] as Range).offset).length, 0);
+    say(
+      `read pattern: ${sizes.length} Gets over ${count} × ${packBytes / MiB} MiB packfiles; size median ${percentile(sizes, 0.5)} B, ` +
+        `p90 ${percentile(sizes, 0.9)} B, max ${Math.max(...sizes)} B; ${((100 * ascending) / (sizes.length - count)).toFixed(0)}% ascending`,
+    );
+
+    rows.push(
+      '| latency | read path | seconds | MB/s | ratio vs raw | speed-up vs cache off | plugin CPU per Get |',
+      '|---|---|---|---|---|---|---|',
+    );
+    let warm: { cpuPerGet: number; gets: number } | undefined;
+    for (const latency of [0, delayMs]) {
+      const proxy = latency > 0 ? await delayProxy(rgw.endpoint, latency) : undefined;
+      const target = { ...server, endpoint: proxy?.endpoint ?? rgw.endpoint };
+      const sdk = sdkClient(target);
+      try {
+        const label = latency > 0 ? `+${latency} ms per request` : 'loopback';
+        say(`${label}: raw AWS SDK whole downloads…`);
+        const raw = await rawWhole(sdk, bucket, packs);
+        say(`${label}: replay with the cache on…`);
+        const on = await replay(configFor(target, bucket, prefix), packs);
+        if (latency === 0) warm = await warmCpu(on.plugin, packs);
+        await on.plugin.dispose();
+        say(`${label}: replay with the cache off${offSample > 0 ? ` (first ${offSample} Gets of each packfile)` : ''}…`);
+        const off = await replay(configFor(target, bucket, prefix, { cache: 'false' }), packs, offSample);
+        await off.plugin.dispose();
+        const mbps = (r: Result): string => (r.bytes / 1e6 / r.seconds).toFixed(1);
+        const cpu = (r: Result): string => (r.cpuPerGet === undefined ? '—' : `${r.cpuPerGet.toFixed(3)} ms`);
+        const offNote = off.extrapolatedFrom
+          ? ` (**extrapolated** from ${off.extrapolatedFrom.gets} of ${off.gets} Gets in ${off.extrapolatedFrom.seconds.toFixed(1)} s)`
+          : '';
+        rows.push(
+          `| ${label} | raw AWS SDK, ${count} whole GetObject | ${raw.seconds.toFixed(2)} | ${mbps(raw)} | 1.00 | — | — |`,
+          `| ${label} | s3 executable, cache on (${on.gets} ranged Gets) | ${on.seconds.toFixed(2)} | ${mbps(on)} | ${(on.seconds / raw.seconds).toFixed(2)} | ${(off.seconds / on.seconds).toFixed(1)}× | ${cpu(on)} |`,
+          `| ${label} | s3 executable, cache off (${off.gets} ranged Gets${offNote}) | ${off.seconds.toFixed(2)} | ${mbps(off)} | ${(off.seconds / raw.seconds).toFixed(2)} | 1.0× | ${cpu(off)} |`,
+        );
+        const ratio = on.seconds / raw.seconds;
+        figures.push({ name: `cache on vs raw whole download, ${label} (time ratio)`, value: ratio, unit: '×', target: '≤ 2', ok: ratio <= 2 });
+        const speedup = off.seconds / on.seconds;
+        figures.push({
+          name: `speed-up of the cache vs cache off, ${label}${off.extrapolatedFrom ? ' (cache off extrapolated)' : ''}`,
+          value: speedup,
+          unit: '×',
+          target: latency > 0 ? '≥ 10' : undefined,
+          ok: latency > 0 ? speedup >= 10 : undefined,
+        });
+        figures.push({ name: `plugin CPU per Get, cache on, ${label} (downloads included)`, value: on.cpuPerGet as number, unit: 'ms', target: '< 0.4 ms', ok: (on.cpuPerGet as number) < 0.4 });
+      } finally {
+        sdk.destroy();
+        await proxy?.close();
+      }
+    }
+    if (warm) {
+      figures.push({ name: `plugin CPU per Get served from a warm cache (${warm.gets} Gets)`, value: warm.cpuPerGet, unit: 'ms', target: '< 0.4 ms', ok: warm.cpuPerGet < 0.4 });
+    }
+  } finally {
+    direct.destroy();
+    await rgw.stop();
+  }
+  return { table: rows.join('\n'), figures };
+}
+
+if (process.argv[1] && import.meta.filename === process.argv[1]) {
+  const { table, figures } = await benchReadAhead({
+    packfiles: env('READAHEAD_PACKFILES', 4),
+    packMiB: env('READAHEAD_PACKFILE_MIB', 64),
+    delayMs: env('READAHEAD_DELAY_MS', 20),
+    seed: env('READAHEAD_SEED', 1),
+    offSample: env('READAHEAD_OFF_SAMPLE', 0),
+  });
+  process.stdout.write(`${table}\n\n${figuresTable(figures)}\n`);
+}
