@@ -47,6 +47,27 @@ describe('onedrive exporter: restores', () => {
     expect(log.filter((r) => r.kind === 'graph' && r.method === 'PUT' && r.path.endsWith('/content')).length).toBe(3);
   });
 
+  it('runs uploads in parallel, up to the host’s -concurrency or the concurrency option', async () => {
+    const files = Object.fromEntries(Array.from({ length: 6 }, (_, i) => [`f${i}.bin`, pseudoRandom(1_000_000, 60 + i)]));
+    const peak = async (location: string, extra: Record<string, string>, maxConcurrency: number): Promise<number> => {
+      let most = 0;
+      // Sampled as each fragment arrives, and each fragment held back a little so that uploads overlap when they can.
+      emu.delay(1000, 50, (r) => {
+        if (r.kind === 'upload' && r.method === 'PUT') most = Math.max(most, emu.openSessions);
+        return r.kind === 'upload' && r.method === 'PUT';
+      });
+      const out = await restore(location, entriesFromTree(files, { modTime: T }), { upload_cutoff: '100KiB', chunk_size: '320KiB', ...extra }, maxConcurrency);
+      emu.faults.clear();
+      expect(out.itemErrors).toEqual([]);
+      expect(filesUnder(emu, emu.me, location.slice('onedrive://'.length)).size).toBe(6);
+      return most;
+    };
+    const parallel = await peak('onedrive:///Restore/parallel', {}, 4);
+    expect(parallel).toBeGreaterThan(1);
+    expect(parallel).toBeLessThanOrEqual(4);
+    expect(await peak('onedrive:///Restore/serial', { concurrency: '1' }, 4)).toBe(1);
+  });
+
   it('sends Graph calls through the Graph client’s middleware chain, and no token to pre-authenticated URLs', async () => {
     const mark = emu.faults.log.length;
     const out = await restore('onedrive:///Restore/chain', entriesFromTree({ 'big.bin': pseudoRandom(700_000, 8), 'small.txt': 's' }, { modTime: T }), {

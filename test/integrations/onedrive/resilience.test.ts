@@ -112,13 +112,16 @@ describe('onedrive resilience: throttling and failures', () => {
 });
 
 describe('onedrive resilience: tokens', () => {
-  it('renews access tokens ahead of expiry for runs longer than a token lives (no 401 ever seen)', async () => {
+  it('renews access tokens ahead of expiry for runs longer than a token lives, with the rotated refresh token (no 401 ever seen)', async () => {
     const short = await emulator({ identity: { accessTokenLifetimeS: 2 } });
     try {
       await short.store.writeFile(short.me, '/T/a.txt', 'a');
-      const s = await served('storage', short.config('onedrive:///Repos/tokens'));
+      const config = short.config('onedrive:///Repos/tokens');
+      const s = await served('storage', config);
       try {
         await s.host.create(Buffer.from('_KLOSET_x'));
+        // The configured refresh token was used once and rotated; revoked now, so later renewals must use the new one.
+        short.identity.revokeRefreshTokens(config.refresh_token);
         for (let i = 0; i < 6; i++) {
           await s.host.put(RESOURCE.LOCK, randomBytes(32), Buffer.from(`lock ${i}`));
           await new Promise((r) => setTimeout(r, 500));

@@ -69,5 +69,5 @@ describe('onedrive round trip: backup → restore → compare', () => {
         .filter((r) => r.path !== '/')
         .sort((x, y) => (x.path === y.path ? (x.xattr < y.xattr ? -1 : 1) : x.path < y.path ? -1 : 1));
     expect(shape(second.outcome.records, '/Restored')).toEqual(shape(first.outcome.records, '/Source'));
-  });
+  }, 1_800_000);
 });
