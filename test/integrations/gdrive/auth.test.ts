@@ -34,6 +34,15 @@ async function initError(kind: 'importer' | 'exporter' | 'storage', config: Reco
   throw new Error('Init succeeded');
 }
 
+/** `gdrive login …`: the built executable with KLOSET_TS_SPAWN=1, the sources through tsx otherwise. */
+function login(args: string[]): ReturnType<typeof spawn> & { stdout: NonNullable<ReturnType<typeof spawn>['stdout']>; stderr: NonNullable<ReturnType<typeof spawn>['stderr']> } {
+  const [cmd, argv] =
+    process.env.KLOSET_TS_SPAWN === '1'
+      ? [join(ROOT, 'dist', 'gdrive', 'gdrive'), ['login', ...args]]
+      : [process.execPath, ['--import', 'tsx', 'scripts/dev-entry.ts', 'integrations/gdrive', 'login', ...args]];
+  return spawn(cmd, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] }) as ReturnType<typeof login>;
+}
+
 const endpoints = (): Record<string, string> => ({ api_url: drive.emu.url, token_url: drive.emu.tokenUrl });
 
 describe('gdrive: Init errors name the key and the cause', () => {
@@ -173,11 +182,7 @@ describe('gdrive: secrets', () => {
 describe('gdrive: the login command', () => {
   it('runs the loopback flow and prints plakar lines whose refresh token works', async () => {
     const emu = drive.emu;
-    const child = spawn(
-      process.execPath,
-      ['--import', 'tsx', 'scripts/dev-entry.ts', 'integrations/gdrive', 'login', '--client-id', CLIENT_ID, '--client-secret', CLIENT_SECRET, '--no-browser', '--name', 'work drive', '--auth-url', emu.authUrl, '--token-url', emu.tokenUrl, '--api-url', emu.url],
-      { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] },
-    );
+    const child = login(['--client-id', CLIENT_ID, '--client-secret', CLIENT_SECRET, '--no-browser', '--name', 'work drive', '--auth-url', emu.authUrl, '--token-url', emu.tokenUrl, '--api-url', emu.url]);
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -207,7 +212,7 @@ describe('gdrive: the login command', () => {
 
   it('explains itself without a client id, and fails cleanly when Google refuses', async () => {
     const run = async (args: string[]): Promise<{ code: number; stderr: string }> => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'scripts/dev-entry.ts', 'integrations/gdrive', 'login', ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = login(args);
       let stderr = '';
       child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
       const m = await new Promise<number>((resolve) => child.on('exit', (code) => resolve(code ?? -1)));

@@ -129,7 +129,7 @@ describe('gdrive storage: layout and writes', () => {
     const e = drive.emu;
     const team = e.createSharedDrive('Repos');
     const holder = e.createFolder(undefined, 'repo-holder');
-    for (const extra of [{ drive: 'Repos' }, { root_folder_id: holder }]) {
+    for (const extra of [{ drive: 'Repos' }, { root_folder_id: holder }] as Array<Record<string, string>>) {
       const s = await connect('storage', drive.config('gdrive:///kloset', { cache: 'false', chunk_size: '256KiB', ...extra }));
       await s.host.create(Buffer.from('_KLOSET_shared'));
       await s.host.put(RESOURCE.PACKFILE, mac(0x44), Buffer.alloc(600_000, 4));
