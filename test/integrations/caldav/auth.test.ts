@@ -148,8 +148,10 @@ describe('caldav importer: OAuth 2.0 refresh token', () => {
     expect(out.itemErrors).toEqual([]);
     expect(tokenCalls()).toBe(1);
     expect(p.requests.filter((r) => r.method === 'PUT').every((r) => r.authorization.startsWith('Bearer at-access-token-'))).toBe(true);
-    const got = await new Account(srv.url, 'alice', 'alicepw').objects('/alice/oauth-copy/', 'calendar');
+    const alice = new Account(srv.url, 'alice', 'alicepw');
+    const got = await alice.objects('/alice/oauth-copy/', 'calendar');
     expect([...got.keys()].sort()).toEqual(['task.ics', 'weekly.ics']);
+    await alice.delete('/alice/oauth-copy/'); // the other tests back up alice's whole home
   });
 
   it('a revoked refresh token is a clear Init error that names neither token nor secret', async () => {
