@@ -123,12 +123,12 @@ function errorXml(a: ErrorAnswer): string {
 
 /**
  * An HTTP proxy to `target` that answers some requests itself with 503 SlowDown, 500 InternalError or another S3
- * error, as `plan` decides from the request number, method and URL; everything else is relayed unchanged (Host included, so SigV4
+ * error, as `plan` decides from the request number, method, URL and headers; everything else is relayed unchanged (Host included, so SigV4
  * signatures still match).
  */
 export async function startFlakyProxy(
   target: string,
-  plan: (n: number, req: { method: string; url: string }) => Verdict,
+  plan: (n: number, req: { method: string; url: string; headers: http.IncomingHttpHeaders }) => Verdict,
 ): Promise<Proxy & { stats: FlakyStats }> {
   const url = new URL(target);
   const stats: FlakyStats = { requests: 0, failed: 0, byStatus: {} };
@@ -136,7 +136,7 @@ export async function startFlakyProxy(
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const server = http.createServer((req, res) => {
     const n = stats.requests++;
-    const verdict = plan(n, { method: req.method ?? 'GET', url: req.url ?? '/' });
+    const verdict = plan(n, { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
     if (verdict !== 'pass') {
       const answer = typeof verdict === 'number' ? ANSWERS[verdict] : verdict;
       stats.failed++;

@@ -1,0 +1,157 @@
+// s3 options on the wire: what requester_pays, request_checksum, sse/sse_kms_key_id and session_token put in the
+// requests that reach radosgw, seen by a proxy that relays everything and records the request headers.
+import { join } from 'node:path';
+import type { IncomingHttpHeaders } from 'node:http';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { afterAll, describe, expect, it } from 'vitest';
+import { integration } from '../../../integrations/s3/index.ts';
+import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
+import { RESOURCE } from '../../harness/index.ts';
+import { readObject } from './inspect.ts';
+import { startFlakyProxy, type Proxy } from './proxies.ts';
+import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
+
+const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
+const MiB = 1024 * 1024;
+const KMS_KEY_ID = 'kloset-test-key';
+// radosgw refuses server-side encryption over plain HTTP unless told otherwise.
+const rgw = await radosgw({ sseOverHttp: true });
+const sdk: S3Client = sdkClient(rgw);
+const opened: OpenConnector[] = [];
+const proxies: Proxy[] = [];
+const TOKEN = `FQoGZXIvYXdzEBYaDTEST${Date.now().toString(36)}SESSIONTOKEN`;
+
+afterAll(async () => {
+  for (const c of opened) {
+    try {
+      assertNoSecrets(c.stderr(), [rgw.secretKey, TOKEN], 's3 stderr');
+    } finally {
+      await c.dispose();
+    }
+  }
+  for (const p of proxies) await p.close();
+  sdk.destroy();
+  await rgw.stop();
+});
+
+interface Seen {
+  method: string;
+  url: string;
+  headers: IncomingHttpHeaders;
+}
+
+/** A relaying proxy that records every request, and a config pointing at it. */
+async function recorded(config: Record<string, string>): Promise<{ seen: Seen[]; config: Record<string, string> }> {
+  const seen: Seen[] = [];
+  const proxy = await startFlakyProxy(rgw.endpoint, (_n, req) => {
+    seen.push({ ...req, headers: { ...req.headers } });
+    return 'pass';
+  });
+  proxies.push(proxy);
+  return { seen, config: { ...config, location: (config.location as string).replace(hostOf(rgw), hostOf(proxy)) } };
+}
+
+async function open(kind: 'exporter' | 'storage', config: Record<string, string>): Promise<OpenConnector> {
+  const c = await openConnector(target, kind);
+  opened.push(c);
+  await c.host.init(kind, 's3', config, kind === 'storage' ? undefined : { maxConcurrency: 4 });
+  return c;
+}
+
+const tuning = { part_size: '5MiB', upload_cutoff: '5MiB', upload_concurrency: '2' };
+const isUpload = (s: Seen): boolean => s.method === 'PUT' && !s.url.endsWith('/') && !/[?&](tagging|acl)/.test(s.url) && /\/[^/?]+\/./.test(s.url);
+const flexible = (h: IncomingHttpHeaders): string[] => Object.keys(h).filter((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-trailer' || k === 'x-amz-sdk-checksum-algorithm');
+
+describe('s3: options on the wire', () => {
+  it('requester_pays marks every request; by default uploads carry Content-MD5 and no flexible checksum', async () => {
+    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-payer'), 'repo', { ...tuning, requester_pays: 'true' }));
+    const store = await open('storage', config);
+    await store.host.create(Buffer.from('_KLOSET_payer'));
+    const big = pseudoRandom(11 * MiB, 1);
+    const mac = randomMac();
+    await store.host.put(RESOURCE.PACKFILE, mac, big);
+    expect(sha256(await store.host.get(RESOURCE.PACKFILE, mac))).toBe(sha256(big));
+    expect(await store.host.list(RESOURCE.PACKFILE)).toHaveLength(1);
+    // CreateBucket and HeadBucket are bucket operations, which take no request-payer header.
+    const objectRequests = seen.filter((s) => /\/[^/?]+\/./.test(s.url.split('?')[0] as string) || s.url.includes('list-type=2'));
+    expect(objectRequests.length).toBeGreaterThan(5);
+    for (const s of objectRequests) expect(s.headers['x-amz-request-payer'], `${s.method} ${s.url}`).toBe('requester');
+    const uploads = seen.filter(isUpload);
+    expect(uploads.filter((s) => s.url.includes('partNumber='))).toHaveLength(3);
+    for (const s of uploads) {
+      expect(s.headers['content-md5'], s.url).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      expect(flexible(s.headers), s.url).toEqual([]);
+    }
+  });
+
+  it('request_checksum=when_supported adds the AWS flexible checksum to uploads, which radosgw accepts', async () => {
+    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-crc'), 'repo', { ...tuning, request_checksum: 'when_supported' }));
+    const store = await open('storage', config);
+    await store.host.create(Buffer.from('_KLOSET_crc'));
+    const data = [pseudoRandom(1000, 2), pseudoRandom(7 * MiB, 3)];
+    const macs = data.map(() => randomMac());
+    for (const [i, d] of data.entries()) await store.host.put(RESOURCE.PACKFILE, macs[i] as Buffer, d);
+    for (const [i, d] of data.entries()) expect(sha256(await store.host.get(RESOURCE.PACKFILE, macs[i] as Buffer))).toBe(sha256(d));
+    const uploads = seen.filter(isUpload);
+    expect(uploads.length).toBeGreaterThanOrEqual(4);
+    for (const s of uploads) expect(flexible(s.headers), s.url).not.toEqual([]);
+  });
+
+  it('sse=AES256 (SSE-S3) is asked for on every object written: single PUTs, multipart uploads, CONFIG', async () => {
+    const bucket = bucketName('wire-sse');
+    const { seen, config } = await recorded(configFor(rgw, bucket, 'out', { ...tuning, sse: 'AES256' }));
+    const exporter = await open('exporter', config);
+    const big = pseudoRandom(6 * MiB, 4);
+    const out = await exporter.host.exportTree([
+      { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/a.txt', info: { mode: 0o644, size: 7 }, content: Buffer.from('sealed!') },
+      { path: '/big.bin', info: { mode: 0o644, size: big.length }, content: big },
+    ]);
+    expect(out.status.code, out.status.details).toBe(0);
+    expect(out.itemErrors).toEqual([]);
+    const store = await open('storage', { ...config, location: `${config.location as string}-repo` });
+    await store.host.create(Buffer.from('_KLOSET_sse'));
+    // One PUT each for a.txt and CONFIG, and CreateMultipartUpload for big.bin (its parts inherit the encryption).
+    const asked = seen.filter((s) => (isUpload(s) && !s.url.includes('partNumber=')) || (s.method === 'POST' && s.url.includes('uploads')));
+    expect(asked).toHaveLength(3);
+    for (const s of asked) expect(s.headers['x-amz-server-side-encryption'], s.url).toBe('AES256');
+    // This radosgw has no SSE-S3 backend (Vault): it takes the header and stores the objects as they are.
+    expect((await readObject(sdk, bucket, 'out/a.txt')).toString()).toBe('sealed!');
+    expect(sha256(await readObject(sdk, bucket, 'out/big.bin'))).toBe(sha256(big));
+    expect((await store.host.open()).toString()).toBe('_KLOSET_sse');
+  });
+
+  it('sse=aws:kms with sse_kms_key_id reaches the service; a key it cannot find fails that object with its message', async () => {
+    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-kms'), 'out', { sse: 'aws:kms', sse_kms_key_id: KMS_KEY_ID }));
+    const exporter = await open('exporter', config);
+    const out = await exporter.host.exportTree([
+      { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/a.txt', info: { mode: 0o644, size: 1 }, content: Buffer.from('a') },
+    ]);
+    expect(out.status.code, out.status.details).toBe(0);
+    const puts = seen.filter(isUpload);
+    expect(puts).toHaveLength(1);
+    expect(puts[0]?.headers['x-amz-server-side-encryption']).toBe('aws:kms');
+    expect(puts[0]?.headers['x-amz-server-side-encryption-aws-kms-key-id']).toBe(KMS_KEY_ID);
+    // This radosgw has no KMS backend configured (its keys can only be set at start-up).
+    expect(out.itemErrors).toEqual([
+      { pathname: '/a.txt', error: expect.stringMatching(/^s3 exporter: cannot write s3:\/\/[^ ]+\/out\/a\.txt: InvalidArgument \(HTTP 400\): Failed to retrieve the actual key, kms-keyid: kloset-test-key$/) },
+    ]);
+  });
+
+  it('session_token is sent as x-amz-security-token and never shown', async () => {
+    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-token'), 'repo', { session_token: TOKEN }));
+    const store = await open('storage', config);
+    let message = '';
+    try {
+      await store.host.open();
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(seen.length).toBeGreaterThan(0);
+    for (const s of seen) expect(s.headers['x-amz-security-token']).toBe(TOKEN);
+    expect(message).toMatch(/^s3 storage: /);
+    assertNoSecrets(message, [TOKEN, rgw.secretKey], 'the Open error');
+  });
+});
