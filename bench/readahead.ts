@@ -108,10 +108,10 @@ function percentile(xs: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor(p * s.length))] as number;
 }
 
-/** Starts bench/delay-proxy.ts in its own process (so this process's work cannot stretch its timers). */
+/** Starts bench/support/delay-proxy.ts in its own process (so this process's work cannot stretch its timers). */
 async function delayProxy(target: string, ms: number): Promise<{ endpoint: string; close(): Promise<void> }> {
   const tsx = createRequire(import.meta.url).resolve('tsx');
-  const child: ChildProcess = spawn(process.execPath, ['--import', tsx, join(import.meta.dirname, 'delay-proxy.ts'), target, String(ms)], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', tsx, join(import.meta.dirname, 'support', 'delay-proxy.ts'), target, String(ms)], {
     stdio: ['pipe', 'pipe', 'inherit'],
   });
   const endpoint = await new Promise<string>((resolve, reject) => {

@@ -1,7 +1,7 @@
 // A TCP proxy that delays every byte of every response by a fixed time: each request pays that much more latency,
 // like a remote store, while bulk transfers still stream at full speed (the delay is pipelined, not per chunk).
 // Run on its own so that the bench's busy event loop cannot stretch the delay:
-//   npx tsx bench/delay-proxy.ts http://127.0.0.1:PORT 20   → prints `http://127.0.0.1:PROXYPORT` on stdout.
+//   npx tsx bench/support/delay-proxy.ts http://127.0.0.1:PORT 20   → prints `http://127.0.0.1:PROXYPORT` on stdout.
 import net from 'node:net';
 
 /** A running delay proxy. */
