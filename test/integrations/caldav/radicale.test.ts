@@ -184,6 +184,17 @@ describe('carddav importer: Radicale', () => {
     expect(parsed(content(b, '/contacts/zoe.vcf'))).toEqual(parsed(CARD_ZOE));
     expect(parsed(content(b, '/contacts/kenji.vcf'))).toEqual(parsed(CARD_KENJI));
   });
+
+  it('backs up only one address book when the location names it', async () => {
+    const one = await backup('carddav', cfg('alice', '/alice/family/', {}, 'carddav'));
+    expect(one.init.root).toBe('/family');
+    expect([...files(one).keys()].sort()).toEqual(['/family/.collection.json', '/family/dad.vcf', '/family/mum.vcf']);
+  });
+
+  it('a calendar given to carddav:// is a location error', async () => {
+    const err = await initError('importer', 'carddav', cfg('alice', '/alice/work/', {}, 'carddav'));
+    expect(err?.message).toBe(`caldav importer: option location: http://${host}/alice/work/ is a calendar; use caldav:// for it`);
+  });
 });
 
 describe('caldav exporter: Radicale', () => {

@@ -91,10 +91,13 @@ describe('caldav importer: Xandikos', () => {
     expect([...files(tasks).keys()].sort()).toEqual(['/work/.collection.json', '/work/done.ics', '/work/task.ics']);
   });
 
-  it('carddav: address books from the contacts home', async () => {
+  it('carddav: address books from the root and from the contacts home', async () => {
     const cards = await backup('carddav', cfg(source, '/', {}, 'carddav'));
     expect([...files(cards).keys()].sort()).toEqual(['/addressbook/.collection.json', '/addressbook/kenji.vcf', '/addressbook/zoe.vcf']);
     expect(parsed(content(cards, '/addressbook/zoe.vcf'))).toEqual(parsed(CARD_ZOE));
+    const fromHome = await backup('carddav', cfg(source, '/user/contacts/', {}, 'carddav'));
+    expect(fromHome.init.root).toBe('/');
+    expect([...files(fromHome).keys()].sort()).toEqual([...files(cards).keys()].sort());
   });
 });
 
