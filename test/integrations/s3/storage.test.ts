@@ -241,4 +241,23 @@ describe('s3 storage: Glacier mode and storage classes', () => {
     expect(await classOf(bucket, `ia/packfiles/${hex(pack).slice(0, 2)}/${hex(pack)}`)).toBe('STANDARD_IA');
     expect(await classOf(bucket, `ia/locks/${hex(lock)}`)).toBe('STANDARD');
   });
+
+  it('exporter: storage_class applies to every restored object, single PUT and multipart', async () => {
+    const config = configFor(rgw, bucketName('exp-ia'), 'restored', { storage_class: 'STANDARD_IA', part_size: '5MiB', upload_cutoff: '5MiB' });
+    const bucket = bucketOf(config);
+    const c = await openConnector(target, 'exporter');
+    opened.push(c);
+    await c.host.init('exporter', 's3', config, { maxConcurrency: 4 });
+    const big = pseudoRandom(6 * MiB, 8);
+    const out = await c.host.exportTree([
+      { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/small.txt', info: { mode: 0o644, size: 5 }, content: Buffer.from('small') },
+      { path: '/big.bin', info: { mode: 0o644, size: big.length }, content: big },
+    ]);
+    expect(out.status.code, out.status.details).toBe(0);
+    expect(out.itemErrors).toEqual([]);
+    expect(await classOf(bucket, 'restored/small.txt')).toBe('STANDARD_IA');
+    expect(await classOf(bucket, 'restored/big.bin')).toBe('STANDARD_IA');
+    expect(sha256(await readObject(sdk, bucket, 'restored/big.bin'))).toBe(sha256(big));
+  });
 });
