@@ -3,6 +3,8 @@
 // Puts, importer and exporter objects/s, and the connector's peak RSS while a huge object is imported and exported.
 // Run: npx tsx bench/s3.ts [--big-mib 256] [--objects 3000] [--huge-mib 2048] [--rounds 2]
 //   (build first: npm run build -- --only s3). --huge-mib 0 skips the memory case.
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (16 MiB, 100 objects, 64 MiB,
+//   one round) in about a minute; its figures say nothing about the targets.
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,9 +23,22 @@ const ROOT = join(import.meta.dirname, '..');
 const MANIFEST = join(ROOT, 'dist', 's3', 'manifest.yaml');
 const MiB = 1024 * 1024;
 
-function arg(name: string, fallback: number): number {
+/** Small sizes that only check the benchmark runs. */
+const SMOKE = process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
+
+function arg(name: string, fallback: number, smoke: number): number {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  if (i >= 0) {
+    const v = Number(process.argv[i + 1]);
+    if (!Number.isFinite(v) || v < 0) throw new Error(`--${name} expects a number, got ${JSON.stringify(process.argv[i + 1])}`);
+    return v;
+  }
+  return SMOKE ? smoke : fallback;
+}
+
+/** The 1-minute load average (figures taken on a busy machine are pessimistic). */
+function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
 }
 
 function peakRss(pid: number): number {
@@ -229,11 +244,14 @@ export async function benchS3(options: { bigMiB?: number; objects?: number; huge
   const sdk = sdkClient(rgw);
   const rgwConfig = (bucket: string, prefix: string): Record<string, string> => configFor({ ...rgw, stop: async () => undefined }, bucket, prefix);
   const figures: Figure[] = [];
+  const loadBefore = loadAverage();
   try {
     figures.push(...(await bigTransfers(sdk, rgwConfig, (options.bigMiB ?? 256) * MiB, options.rounds ?? 2)));
     figures.push(...(await smallPuts(sdk, rgwConfig, 300)));
     figures.push(...(await objectsPerSecond(sdk, rgwConfig, options.objects ?? 3000)));
     if ((options.hugeMiB ?? 2048) > 0) figures.push(...(await hugeObject(sdk, rgwConfig, (options.hugeMiB ?? 2048) * MiB)));
+    figures.push({ name: 'machine load average (1 min) at the start', value: loadBefore, unit: '' });
+    figures.push({ name: 'machine load average (1 min) at the end', value: loadAverage(), unit: '' });
   } finally {
     sdk.destroy();
     await rgw.stop();
@@ -242,6 +260,8 @@ export async function benchS3(options: { bigMiB?: number; objects?: number; huge
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) {
-  const figures = await benchS3({ bigMiB: arg('big-mib', 256), objects: arg('objects', 3000), hugeMiB: arg('huge-mib', 2048), rounds: arg('rounds', 2) });
+  const options = { bigMiB: arg('big-mib', 256, 16), objects: arg('objects', 3000, 100), hugeMiB: arg('huge-mib', 2048, 64), rounds: arg('rounds', 2, 1) };
+  if (SMOKE) say(`smoke run (${JSON.stringify(options)}): the figures only show that the benchmark works`);
+  const figures = await benchS3(options);
   process.stdout.write(`${figuresTable(figures)}\n`);
 }
