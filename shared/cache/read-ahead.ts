@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chunksOf, MAX_CHUNK } from '../content.ts';
 import type { ByteRange, ContentSource, Resource } from '../define.ts';
-import { describeError } from '../errors.ts';
+import { AuthError, describeError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../log.ts';
 
 /** Settings of a read-ahead cache. */
@@ -285,7 +285,8 @@ export class ReadAheadCache {
           this.log.warn(`the read-ahead cache in ${dir} is out of disk space; reading directly from the store from now on`);
           break;
         }
-        if (this.disposed) break;
+        // A missing object or a refused read will not change on a retry: the direct read reports it.
+        if (this.disposed || err instanceof NotFoundError || err instanceof AuthError) break;
       }
     }
     this.stats.failedDownloads++;

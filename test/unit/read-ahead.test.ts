@@ -11,6 +11,7 @@ import { ReadAheadCache, type ReadAheadBackend } from '../../shared/cache/read-a
 import { chunksOf } from '../../shared/content.ts';
 import type { ByteRange, ContentSource, Resource } from '../../shared/define.ts';
 import { Logger } from '../../shared/log.ts';
+import { NotFoundError } from '../../shared/errors.ts';
 
 const MiB = 1024 * 1024;
 let repo: string;
@@ -189,6 +190,23 @@ describe('sdk read-ahead cache', () => {
     expect(b.fetches).toBe(2);
     expect(b.directs).toBe(1);
     expect(cache.stats.failedDownloads).toBe(1);
+    await cache.dispose();
+  });
+
+  it('does not retry the download of a missing packfile; the direct read reports it', async () => {
+    const b = backend();
+    b.fetch = async (): Promise<ContentSource> => {
+      b.fetches++;
+      throw new NotFoundError('packfile not found');
+    };
+    b.direct = async (): Promise<ContentSource> => {
+      b.directs++;
+      throw new NotFoundError('packfile not found');
+    };
+    const cache = new ReadAheadCache({ dir: cacheParent, maxBytes: 64 * MiB, prefetch: 0, attempts: 3 }, b, quiet);
+    await expect(cache.get('packfile', randomBytes(32), { offset: 0, length: 10 })).rejects.toThrow(/not found/);
+    expect(b.fetches).toBe(1);
+    expect(b.directs).toBe(1);
     await cache.dispose();
   });
 
