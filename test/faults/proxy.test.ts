@@ -5,7 +5,7 @@ import net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFaultProxy, type FaultProxy } from './proxy.ts';
 
-const BODY = Buffer.alloc(300_000, 0).map((_, i) => (i * 7919) % 251);
+const BODY = Buffer.from(Array.from({ length: 300_000 }, (_, i) => (i * 7919) % 251));
 const sha = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
 let echo: net.Server;

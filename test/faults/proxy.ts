@@ -304,8 +304,8 @@ function listen(server: net.Server): Promise<number> {
 }
 
 /**
- * Starts a fault proxy on 127.0.0.1 (random port) in front of `target`. The HTTP layer relays its upstream
- * connections through the byte faults too, so every fault applies to it.
+ * Starts a fault proxy on 127.0.0.1 (random port) in front of `target`. With the HTTP layer, clients connect through
+ * the byte-fault relay to the HTTP proxy, so every fault applies to it.
  *
  * @example
  * const p = await startFaultProxy({ layer: 'http', target: rgw.endpoint, fault: { kind: 'status', status: 503, burst: 2, period: 5, retryAfter: '1' } });
@@ -317,23 +317,13 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   const bytes = new ByteFaults(stats);
   const clients = new Set<net.Socket>();
   let layer: HttpLayer | undefined;
-  let inner: { server: net.Server; sockets: Set<net.Socket> } | undefined;
-  let server: net.Server;
-  let sockets: Set<net.Socket>;
-  if (options.layer === 'tcp') {
-    ({ server, sockets } = tcpRelay(up, bytes, stats, clients));
-  } else {
-    inner = tcpRelay(up, bytes, stats, undefined);
-    const innerPort = await listen(inner.server);
-    layer = new HttpLayer({ host: '127.0.0.1', port: innerPort }, stats);
-    server = layer.server;
-    sockets = new Set();
-    server.on('connection', (s: net.Socket) => {
-      stats.connections++;
-      clients.add(s);
-      s.on('close', () => clients.delete(s));
-    });
+  let innerPort = 0;
+  if (options.layer === 'http') {
+    // Clients reach the HTTP layer through the byte-fault relay, so resets and stalls hit their own sockets.
+    layer = new HttpLayer(up, stats);
+    innerPort = await listen(layer.server);
   }
+  const { server, sockets } = tcpRelay(layer ? { host: '127.0.0.1', port: innerPort } : up, bytes, stats, clients);
   const port = await listen(server);
   const proxy: FaultProxy = {
     endpoint: `http://127.0.0.1:${port}`,
@@ -352,9 +342,10 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
       layer?.set(fault);
     },
     close: async () => {
-      for (const s of [...sockets, ...clients, ...(inner?.sockets ?? [])]) s.destroy();
+      for (const s of [...sockets, ...clients]) s.destroy();
       layer?.agent.destroy();
-      const servers = inner ? [server, inner.server] : [server];
+      layer?.server.closeAllConnections();
+      const servers = layer ? [server, layer.server] : [server];
       await Promise.all(servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve()))));
     },
   };
@@ -362,7 +353,7 @@ export async function startFaultProxy(options: FaultProxyOptions): Promise<Fault
   return proxy;
 }
 
-/** The HTTP layer: a reverse proxy that answers or cuts exchanges itself; its upstream is the byte-fault relay. */
+/** The HTTP layer: a reverse proxy that answers or cuts exchanges itself; clients reach it through the byte-fault relay. */
 class HttpLayer {
   readonly server: http.Server;
   readonly agent: http.Agent;
