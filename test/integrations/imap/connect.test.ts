@@ -18,7 +18,14 @@ afterAll(async () => {
   await d?.stop();
 });
 
-/** Runs `fn` while collecting everything written to stderr (the SDK logs there). */
+/** Debug logging in this process and in spawned connectors (they inherit the environment). */
+function debugLogs(on: boolean): void {
+  setLogLevel(on ? 'debug' : 'warn');
+  if (on) process.env.KLOSET_TS_LOG = 'debug';
+  else delete process.env.KLOSET_TS_LOG;
+}
+
+/** Runs `fn` while collecting everything written to stderr (the SDK logs there; spawned connectors' stderr is copied there). */
 async function captureStderr<T>(fn: () => Promise<T>): Promise<{ value?: T; error?: unknown; stderr: string }> {
   const original = process.stderr.write.bind(process.stderr);
   let text = '';
@@ -68,6 +75,13 @@ describe('imap connections: transports', () => {
   });
 });
 
+describe('imap connections: authentication', () => {
+  it('logs in with AUTHENTICATE PLAIN (auth=plain) as well as LOGIN', async () => {
+    const snap = await backup(accountConfig(d, 'alice', { auth: 'plain' }));
+    expect(fileCount(snap)).toBe(messages.length);
+  });
+});
+
 describe('imap connections: OAuth 2.0', () => {
   it('logs in with XOAUTH2 and with OAUTHBEARER', async () => {
     for (const auth of ['xoauth2', 'oauthbearer']) {
@@ -114,7 +128,7 @@ describe('imap connections: Init errors', () => {
 
 describe('imap connections: refused logins', () => {
   it('reports a refused token without showing it, in the error or on stderr', async () => {
-    setLogLevel('debug');
+    debugLogs(true);
     try {
       const bad = `${TOKEN}-revoked`;
       const r = await captureStderr(() => connector('storage', { location: `imap://${d.host}:${d.port}`, username: 'alice', auth: 'xoauth2', access_token: bad, tls: 'no-tls' }));
@@ -124,11 +138,11 @@ describe('imap connections: refused logins', () => {
         expect(text).not.toContain(Buffer.from(`user=alice\x01auth=Bearer ${bad}\x01\x01`).toString('base64'));
       }
     } finally {
-      setLogLevel('warn');
+      debugLogs(false);
     }
   });
   it('names the account and the server reply for a wrong password, and never shows the password', async () => {
-    setLogLevel('debug');
+    debugLogs(true);
     try {
       const r = await captureStderr(() => connector('importer', accountConfig(d, 'alice', { password: 'Wr0ng-Passw0rd!' })));
       expect(String(r.error)).toMatch(
@@ -139,7 +153,7 @@ describe('imap connections: refused logins', () => {
       expect(String(inUrl.error)).toMatch(/imap exporter: cannot log in as "alice"/);
       expect(String(inUrl.error) + inUrl.stderr).not.toContain('Url-Secret-77');
     } finally {
-      setLogLevel('warn');
+      debugLogs(false);
     }
   });
 

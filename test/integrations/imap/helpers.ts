@@ -3,12 +3,12 @@ import { createHash } from 'node:crypto';
 import { ImapFlow } from 'imapflow';
 import { serveOnDuplex } from '../../../shared/transport/serve.ts';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { once } from 'node:events';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { GrpcConnection, isDir, MODE, PluginHost, type ExportEntry, type ImportOutcome } from '../../harness/index.ts';
+import { GrpcConnection, isDir, launchPlugin, MODE, PluginHost, type ExportEntry, type ImportOutcome } from '../../harness/index.ts';
 import { integration } from '../../../integrations/imap/index.ts';
 import type { Dovecot } from './dovecot.ts';
 
@@ -20,11 +20,29 @@ export interface Connector {
 
 let socketCounter = 0;
 
+const MANIFEST = join(import.meta.dirname, '..', '..', '..', 'dist', 'imap', 'manifest.yaml');
+
+/** True when the tests drive the built executable (KLOSET_TS_SPAWN=1, as `npm test` does), false for in-process runs. */
+export const SPAWNED = process.env.KLOSET_TS_SPAWN === '1';
+
 /**
- * Serves a connector of the imap integration in this process over a unix socket (real sockets on both sides:
- * Node's HTTP/2 over an in-memory JS stream can hit a native assertion under load) and sends Init.
+ * Opens a connector of the imap integration and sends Init. With KLOSET_TS_SPAWN=1 the built executable is spawned
+ * from dist/imap/manifest.yaml, its stderr copied to this process's stderr (tests that look for leaked secrets read
+ * it there). Otherwise the connector is served in this process over a unix socket (real sockets on both sides:
+ * Node's HTTP/2 over an in-memory JS stream can hit a native assertion under load).
  */
 export async function connector(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>, proto = 'imap'): Promise<Connector> {
+  if (SPAWNED) {
+    if (!existsSync(MANIFEST)) throw new Error(`${MANIFEST} is missing: build first (npx tsx scripts/build.ts --only imap)`);
+    const p = await launchPlugin({ manifest: MANIFEST, kind, protocol: proto }, { passStderr: true, settingsTimeoutMs: 60_000 });
+    try {
+      await p.host.init(kind, proto, config, { maxConcurrency: 4 });
+    } catch (err) {
+      await p.dispose();
+      throw err;
+    }
+    return { host: p.host, close: () => void p.dispose() };
+  }
   const path = join(tmpdir(), `kts-imap-${process.pid}-${socketCounter++}.sock`);
   let served: { close(): void } | undefined;
   const server = createServer((sock) => {
