@@ -1,13 +1,14 @@
-// s3 options on the wire: what requester_pays, request_checksum, sse/sse_kms_key_id and session_token put in the
+// s3 options on the wire: what requester_pays, request_checksum, sse/sse_kms_key_id, sse_customer_key and session_token put in the
 // requests that reach radosgw, seen by a proxy that relays everything and records the request headers.
 import { join } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { integration } from '../../../integrations/s3/index.ts';
 import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { RESOURCE } from '../../harness/index.ts';
+import { restoreEntries } from './bucket-fixture.ts';
 import { readObject } from './inspect.ts';
 import { startFlakyProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
@@ -138,6 +139,46 @@ describe('s3: options on the wire', () => {
     expect(out.itemErrors).toEqual([
       { pathname: '/a.txt', error: expect.stringMatching(/^s3 exporter: cannot write s3:\/\/[^ ]+\/out\/a\.txt: InvalidArgument \(HTTP 400\): Failed to retrieve the actual key, kms-keyid: kloset-test-key$/) },
     ]);
+  });
+
+  it('sse_customer_key: the importer reads SSE-C objects and the exporter writes them with the key, which is never shown', async () => {
+    const key = Buffer.alloc(32, 11);
+    const keyText = key.toString('base64');
+    const src = bucketName('wire-ssec-src');
+    const dst = bucketName('wire-ssec-dst');
+    await sdk.send(new CreateBucketCommand({ Bucket: src }));
+    const big = pseudoRandom(6 * MiB, 12);
+    const objects: Array<[string, Buffer]> = [
+      ['data/small.txt', Buffer.from('sealed with SSE-C')],
+      ['data/big.bin', big],
+    ];
+    for (const [k, body] of objects) {
+      await sdk.send(new PutObjectCommand({ Bucket: src, Key: k, Body: body, SSECustomerAlgorithm: 'AES256', SSECustomerKey: key as unknown as string }));
+    }
+    const importer = await openConnector(target, 'importer');
+    opened.push(importer);
+    await importer.host.init('importer', 's3', configFor(rgw, src, 'data', { sse_customer_key: keyText }), { maxConcurrency: 4 });
+    const imported = await importer.host.importAll({ maxConcurrency: 2, content: 'bytes' });
+    expect(imported.status.code).toBe(0);
+    expect(imported.itemErrors).toEqual([]);
+    expect(imported.errors).toEqual([]);
+    expect(imported.contents.get('/data/small.txt')?.toString()).toBe('sealed with SSE-C');
+    expect(sha256(imported.contents.get('/data/big.bin') as Buffer)).toBe(sha256(big));
+    const sse = imported.records.find((r) => r.pathname === '/data/small.txt' && !r.isXattr)?.extendedAttributes;
+    expect(sse).toContain('s3.v1.sse=customer-AES256');
+
+    const exporter = await open('exporter', configFor(rgw, dst, 'restored', { ...tuning, sse_customer_key: keyText }));
+    const out = await exporter.host.exportTree(restoreEntries(imported, '/data'));
+    expect(out.status.code, out.status.details).toBe(0);
+    expect(out.itemErrors).toEqual([]);
+    for (const [k, body] of objects) {
+      const restored = `restored/${k.slice('data/'.length)}`;
+      // Without the key the object cannot be read; with it, the bytes are the source's.
+      await expect(sdk.send(new GetObjectCommand({ Bucket: dst, Key: restored }))).rejects.toThrow();
+      const got = await sdk.send(new GetObjectCommand({ Bucket: dst, Key: restored, SSECustomerAlgorithm: 'AES256', SSECustomerKey: key as unknown as string }));
+      expect(sha256(Buffer.from(await (got.Body as { transformToByteArray(): Promise<Uint8Array> }).transformToByteArray())), restored).toBe(sha256(body));
+    }
+    for (const c of [importer, exporter]) assertNoSecrets(c.stderr(), [keyText], 's3 stderr');
   });
 
   it('session_token is sent as x-amz-security-token and never shown', async () => {
