@@ -1,6 +1,9 @@
 // OneDrive exporter: creates folders, sends small files in one PUT and larger ones through upload sessions streamed
 // from the snapshot, keeps modification times, checks the stored hash, runs uploads in parallel, applies on_conflict.
 import { status } from '@grpc/grpc-js';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import {
   AuthError,
@@ -17,7 +20,7 @@ import { baseOf, dirOf, OneDriveError } from './client.ts';
 import { connect, LOCATION } from './connect.ts';
 import { drivePathOf } from './names.ts';
 import { exporterOptions, folderOf } from './options.ts';
-import { isoSeconds, sessionUpload, simpleUpload, StreamSource } from './upload.ts';
+import { collect, FileSource, isoSeconds, sessionUpload, simpleUpload, StreamSource } from './upload.ts';
 
 const CONFLICT: Readonly<Record<'overwrite' | 'skip' | 'rename', ConflictBehavior>> = { overwrite: 'replace', skip: 'fail', rename: 'rename' };
 
@@ -34,6 +37,9 @@ export const exporter = defineExporter({
     /** Folders restored, with their snapshot times, set once every file is in (uploads would not change them, but be safe). */
     const folders: Array<{ id: string; path: string; mtime: Date }> = [];
     let skipped = 0;
+    /** Private folder for files of unknown size (an upload session needs the size first), made on first use. */
+    let spillDir: Promise<string> | undefined;
+    const spillDirectory = (): Promise<string> => (spillDir ??= mkdtemp(join(tmpdir(), 'kloset-onedrive-')));
 
     const fatalOr = (path: string, err: unknown): Error => {
       // Credentials or a full drive fail every later item too: stop the restore with the reason.
@@ -63,7 +69,23 @@ export const exporter = defineExporter({
         try {
           const parent = await g.ensureFolder(dirOf(path));
           const t = { itemApiPath: g.childPath(parent.id, baseOf(path)), conflict, mtime: entry.mtime, what };
-          if (entry.size >= 0 && entry.size <= o.uploadCutoff) {
+          if (entry.size < 0) {
+            // Size unknown (a snapshot record without one): small files in memory, larger ones through a private file.
+            const got = await collect(content, o.uploadCutoff, spillDirectory);
+            try {
+              if (got.memory) await simpleUpload(g, t, got.memory, got.quickXorHash);
+              else {
+                const src = await FileSource.open(got.file as string, got.size, got.quickXorHash);
+                try {
+                  await sessionUpload(g, t, src, o.chunkSize);
+                } finally {
+                  await src.close();
+                }
+              }
+            } finally {
+              if (got.file) await rm(got.file, { force: true });
+            }
+          } else if (entry.size <= o.uploadCutoff) {
             const body = await readAll(content, o.uploadCutoff);
             if (body.length !== entry.size) {
               throw new OneDriveError('sizeMismatch', `${what}: the snapshot gave ${body.length} bytes for a ${entry.size}-byte file`);
@@ -98,6 +120,10 @@ export const exporter = defineExporter({
           ),
         );
         if (skipped > 0) ctx.log.info(`${skipped} files already existed at the destination and were kept (on_conflict=skip)`);
+      },
+      async close() {
+        if (spillDir) await rm(await spillDir, { recursive: true, force: true }).catch(() => undefined);
+        spillDir = undefined;
       },
       async ping() {
         await g.request('cannot reach the drive', 'GET', g.drivePath);

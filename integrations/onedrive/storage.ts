@@ -2,7 +2,6 @@
 // locks/<64hex>). Puts are buffered in memory up to memory_buffer and spilled to a private temp file beyond it,
 // because an upload session needs the size first; Gets are ranged downloads; List skips foreign names.
 import { status } from '@grpc/grpc-js';
-import { createWriteStream, type WriteStream } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -24,19 +23,10 @@ import { baseOf, dirOf, isNotFound, joinOne, OneDriveError } from './client.ts';
 import { connect, LOCATION } from './connect.ts';
 import { download } from './download.ts';
 import { DEFAULT_LIST_CONCURRENCY, folderOf, storageOptions } from './options.ts';
-import { QuickXorHash } from './quickxorhash.ts';
-import { BufferSource, FileSource, sessionUpload, simpleUpload, type UploadSource } from './upload.ts';
+import { BufferSource, collect, FileSource, sessionUpload, simpleUpload, type UploadSource } from './upload.ts';
 
 /** Packfiles never change under their MAC, so their download URLs can be reused for a while. */
 const URL_REUSE_MS = 5 * 60_000;
-
-/** A Put's bytes: in memory, or spilled to a file. */
-interface Collected {
-  size: number;
-  quickXorHash: string;
-  memory?: Buffer;
-  file?: string;
-}
 
 /** The OneDrive storage. */
 export const storage = defineStorage({
@@ -243,42 +233,3 @@ export const storage = defineStorage({
     };
   },
 });
-
-/**
- * Reads a Put: kept in memory up to `memoryLimit` bytes, then everything goes to one file in the private spill
- * folder (so at most one packfile per concurrent Put is on disk). Hashes as it goes.
- */
-async function collect(content: Readable, memoryLimit: number, spillDirectory: () => Promise<string>): Promise<Collected> {
-  const hash = new QuickXorHash();
-  const parts: Buffer[] = [];
-  let size = 0;
-  let file: string | undefined;
-  let out: WriteStream | undefined;
-  try {
-    for await (const chunk of content as AsyncIterable<Buffer>) {
-      hash.update(chunk);
-      size += chunk.length;
-      if (!out && size > memoryLimit) {
-        file = join(await spillDirectory(), `put-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
-        out = createWriteStream(file, { mode: 0o600 });
-        for (const p of parts) await write(out, p);
-        parts.length = 0;
-      }
-      if (out) await write(out, chunk);
-      else parts.push(chunk);
-    }
-    if (out) await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
-  } catch (err) {
-    out?.destroy();
-    if (file) await rm(file, { force: true });
-    throw err;
-  }
-  return file ? { size, quickXorHash: hash.digestBase64(), file } : { size, quickXorHash: hash.digestBase64(), memory: Buffer.concat(parts, size) };
-}
-
-function write(out: WriteStream, chunk: Buffer): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (out.write(chunk, (err) => (err ? reject(err) : undefined))) resolve();
-    else out.once('drain', resolve);
-  });
-}

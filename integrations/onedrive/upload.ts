@@ -1,9 +1,11 @@
 // Uploads: one PUT for small files; upload sessions in fragments (multiples of 320 KiB) that resume from
 // nextExpectedRanges after a lost reply or a 416, and restart in a new session when the old one expired.
 // https://learn.microsoft.com/graph/api/driveitem-createuploadsession
-import { open as openFile, type FileHandle } from 'node:fs/promises';
+import { createWriteStream, type WriteStream } from 'node:fs';
+import { open as openFile, rm, type FileHandle } from 'node:fs/promises';
 import { Agent as HttpAgent, request as httpRequest, type IncomingMessage } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { describeError } from '../../shared/index.ts';
 import type { ConflictBehavior, DriveItem, UploadableProperties, UploadSession } from './api.ts';
@@ -382,4 +384,52 @@ export class StreamSource implements UploadSource {
   quickXorHash(): string {
     return this.hash.digestBase64();
   }
+}
+
+/** Bytes collected before an upload: in memory, or spilled to a file (which the caller removes). */
+export interface Collected {
+  size: number;
+  quickXorHash: string;
+  memory?: Buffer;
+  file?: string;
+}
+
+/**
+ * Reads content whose size must be known before it is sent (a storage Put, a restored file of unknown size): kept in
+ * memory up to `memoryLimit` bytes, then everything goes to one file in the private spill folder (so at most one
+ * object per concurrent call is on disk). Hashes as it goes.
+ */
+export async function collect(content: Readable, memoryLimit: number, spillDirectory: () => Promise<string>): Promise<Collected> {
+  const hash = new QuickXorHash();
+  const parts: Buffer[] = [];
+  let size = 0;
+  let file: string | undefined;
+  let out: WriteStream | undefined;
+  try {
+    for await (const chunk of content as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      size += chunk.length;
+      if (!out && size > memoryLimit) {
+        file = join(await spillDirectory(), `put-${process.pid}-${Date.now()}-${Math.random().toString(36).slice(2)}`);
+        out = createWriteStream(file, { mode: 0o600 });
+        for (const p of parts) await write(out, p);
+        parts.length = 0;
+      }
+      if (out) await write(out, chunk);
+      else parts.push(chunk);
+    }
+    if (out) await new Promise<void>((resolve, reject) => (out as WriteStream).end((err?: Error | null) => (err ? reject(err) : resolve())));
+  } catch (err) {
+    out?.destroy();
+    if (file) await rm(file, { force: true });
+    throw err;
+  }
+  return file ? { size, quickXorHash: hash.digestBase64(), file } : { size, quickXorHash: hash.digestBase64(), memory: Buffer.concat(parts, size) };
+}
+
+function write(out: WriteStream, chunk: Buffer): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (out.write(chunk, (err) => (err ? reject(err) : undefined))) resolve();
+    else out.once('drain', resolve);
+  });
 }

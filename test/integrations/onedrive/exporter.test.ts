@@ -206,6 +206,21 @@ describe('onedrive exporter: restores', () => {
     }
   });
 
+  it('restores files whose size the snapshot does not give, small and large', async () => {
+    const big = pseudoRandom(1_500_000, 71);
+    const entries: ExportEntry[] = [
+      { path: '/', info: { name: 'unknown', mode: 0x800001ed } },
+      { path: '/small.txt', info: { name: 'small.txt', mode: 0o644, size: -1, modTime: T }, content: Buffer.from('small') },
+      { path: '/big.bin', info: { name: 'big.bin', mode: 0o644, size: -1, modTime: T }, content: big },
+    ];
+    const out = await restore('onedrive:///Restore/unknown', entries, { upload_cutoff: '1MiB', chunk_size: '640KiB' });
+    expect(out.itemErrors).toEqual([]);
+    const files = filesUnder(emu, emu.me, '/Restore/unknown');
+    expect(files.get('/small.txt')?.hashes?.sha256Hash).toBe(sha256hex('small'));
+    expect(files.get('/big.bin')?.hashes?.sha256Hash).toBe(sha256hex(big));
+    expect(files.get('/big.bin')?.fsModified).toBe(TISO);
+  });
+
   it('restores a single file (the host sends a synthetic / first)', async () => {
     const entries: ExportEntry[] = [{ path: '/only.txt', info: { name: 'only.txt', mode: 0o644, size: 4, modTime: T }, content: Buffer.from('only') }];
     const out = await restore('onedrive:///Restore/single', entries);
