@@ -188,6 +188,7 @@ export class TokenManager {
   private inflight: Promise<CurrentToken> | undefined;
   private timer: NodeJS.Timeout | undefined;
   private staticRefused = false;
+  private closed = false;
   /** Successful refreshes (tests). */
   refreshes = 0;
   readonly credentials: Credentials;
@@ -248,6 +249,7 @@ export class TokenManager {
 
   /** Stops the renewal timer. */
   close(): void {
+    this.closed = true;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
   }
@@ -294,11 +296,14 @@ export class TokenManager {
   /** Renews in the background at `refreshAt`, so requests never wait for (or fail at) a refresh. */
   private schedule(t: CurrentToken): void {
     if (this.timer) clearTimeout(this.timer);
+    if (this.closed) return;
     const delay = Math.max(1000, t.refreshAt - Date.now());
     this.timer = setTimeout(() => {
       this.timer = undefined;
       if (this.o.signal?.aborted || this.currentToken !== t) return;
       this.refresh().catch((err: unknown) => {
+        // A renewal cut short by the end of the run is no news.
+        if (this.closed || this.o.signal?.aborted) return;
         this.o.log.warn('background renewal of the access token failed; retrying on the next request', { cause: describeError(err) });
       });
     }, delay);
