@@ -27,6 +27,8 @@ import { BufferSource, collect, FileSource, sessionUpload, simpleUpload, type Up
 
 /** Packfiles never change under their MAC, so their download URLs can be reused for a while. */
 const URL_REUSE_MS = 5 * 60_000;
+/** Download URLs kept at most (a restore reads packfiles one after the other; a few hundred recent ones suffice). */
+const MAX_CACHED_URLS = 512;
 
 /** The OneDrive storage. */
 export const storage = defineStorage({
@@ -51,7 +53,15 @@ export const storage = defineStorage({
       if (!item || !item.file) throw new NotFoundError(`${resource} ${macHex(mac)} not found in ${where}`);
       const url = item['@microsoft.graph.downloadUrl'] ?? (await g.downloadUrl(g.itemPath(path), `cannot read ${resource} ${macHex(mac)}`));
       const found = { url, size: item.size ?? 0, at: Date.now() };
-      if (resource === 'packfile') urls.set(path, found);
+      if (resource === 'packfile') {
+        urls.delete(path);
+        urls.set(path, found);
+        // Oldest first (insertion order): drop what went stale, and keep the map bounded however many packfiles are read.
+        for (const [k, v] of urls) {
+          if (urls.size <= MAX_CACHED_URLS && Date.now() - v.at < URL_REUSE_MS) break;
+          urls.delete(k);
+        }
+      }
       return { ...found, item };
     };
 
