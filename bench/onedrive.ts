@@ -199,7 +199,7 @@ async function main(): Promise<void> {
     await emu.close();
   }
   say(`onedrive through the Graph emulator, connectors spawned over two pipes (${process.env.ONEDRIVE_BENCH_EXE ? `executable ${process.env.ONEDRIVE_BENCH_EXE}` : 'sources through tsx'})`);
-  say(`Node ${process.version}, ${os.availableParallelism()} CPUs, load average ${loadBefore.toFixed(1)} at start and ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end`);
+  say(`bench process on Node ${process.version}, ${os.availableParallelism()} CPUs, load average ${loadBefore.toFixed(1)} at start and ${(os.loadavg()[0] ?? 0).toFixed(1)} at the end`);
   say('');
   say('| measure | result | target |');
   say('|---|---|---|');
