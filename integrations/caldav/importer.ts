@@ -22,6 +22,11 @@ import { checkAuthOptions, COMPONENTS, importerOptions, kindOf, LOCATION, server
 const CACHE_BYTES = 32 * 1024 * 1024;
 /** First read-ahead window of a collection read lazily, in objects. */
 const FIRST_WINDOW = 4;
+/**
+ * Listed bytes (getcontentlength) asked for in one multiget: each answer is parsed whole, at several times its size in
+ * memory, so objects with big inline attachments go a few at a time (always at least one).
+ */
+const BATCH_BYTES = 4 * 1024 * 1024;
 /** Largest collection (sum of getcontentlength) read with one query while listing; bigger ones go by multiget batches. */
 const QUERY_ALL_BYTES = 24 * 1024 * 1024;
 
@@ -144,9 +149,8 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
     const known = resources.every((r) => r.size !== undefined);
     const total = resources.reduce((sum, r) => sum + (r.size ?? 0), 0);
     const whole = known && total <= QUERY_ALL_BYTES ? await fetcher.queryAll() : undefined;
-    for (let i = 0; i < resources.length; i += w.batchSize) {
+    for (const batch of batches(resources, w.batchSize, BATCH_BYTES)) {
       if (w.signal.aborted) return;
-      const batch = resources.slice(i, i + w.batchSize);
       const missing = batch.filter((r) => !whole?.has(pathKey(r.url)));
       const got = missing.length > 0 ? await fetcher.prefetch(missing.map((r) => r.url)) : new Map<string, Entry>();
       for (const r of batch) {
@@ -168,6 +172,23 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
       }
     }
   }
+}
+
+/** Consecutive slices of `resources` of at most `count` objects and `bytes` listed bytes (at least one object each). */
+export function* batches(resources: ResourceInfo[], count: number, bytes: number): Generator<ResourceInfo[]> {
+  let batch: ResourceInfo[] = [];
+  let size = 0;
+  for (const r of resources) {
+    const s = r.size ?? 0;
+    if (batch.length > 0 && (batch.length >= count || size + s > bytes)) {
+      yield batch;
+      batch = [];
+      size = 0;
+    }
+    batch.push(r);
+    size += s;
+  }
+  if (batch.length > 0) yield batch;
 }
 
 /**
@@ -248,6 +269,8 @@ class BodyCache {
  */
 class ObjectFetcher {
   private readonly order: URL[];
+  /** Listed sizes (0 when not listed), in listing order. */
+  private readonly sizes: number[];
   private readonly position = new Map<string, number>();
   /** 0 = not fetched, 1 = fetched or in flight. */
   private readonly fetched: Uint8Array;
@@ -268,6 +291,7 @@ class ObjectFetcher {
     this.cache = cache;
     this.log = log;
     this.order = resources.map((r) => r.url);
+    this.sizes = resources.map((r) => r.size ?? 0);
     this.order.forEach((u, i) => this.position.set(pathKey(u), i));
     this.fetched = new Uint8Array(this.order.length);
   }
@@ -325,7 +349,7 @@ class ObjectFetcher {
     return e;
   }
 
-  /** The keys to fetch for a miss on `key`: it, then following objects not fetched yet, up to the window. */
+  /** The keys to fetch for a miss on `key`: it, then following objects not fetched yet, up to the window and BATCH_BYTES. */
   private plan(key: string): string[] {
     if (this.lastBatch.size > 1) {
       const used = this.usedFromLast / this.lastBatch.size;
@@ -334,8 +358,12 @@ class ObjectFetcher {
     const keys = [key];
     const from = this.position.get(key);
     if (from !== undefined) {
+      let bytes = this.sizes[from] ?? 0;
       for (let i = from + 1; i < this.order.length && keys.length < this.window; i++) {
-        if (this.fetched[i] === 0) keys.push(pathKey(this.order[i] as URL));
+        if (this.fetched[i] !== 0) continue;
+        bytes += this.sizes[i] ?? 0;
+        if (bytes > BATCH_BYTES) break;
+        keys.push(pathKey(this.order[i] as URL));
       }
     }
     this.lastBatch = new Set(keys);

@@ -1,6 +1,6 @@
 // caldav per-item failures: a broken object or one gone between listing and fetch fails alone; the backup goes on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Account } from './dav-util.ts';
+import { Account, parsed } from './dav-util.ts';
 import { benchEvent, simpleEvent, WEEKLY } from './fixtures.ts';
 import { backup, files } from './host.ts';
 import { startProxy, type Proxy } from './proxy.ts';
@@ -130,5 +130,29 @@ describe('caldav importer: multiget read-ahead', () => {
     expect(b.itemErrors).toEqual([]);
     const fetched = p.requests.filter((r) => r.method === 'REPORT').reduce((n, r) => n + hrefsIn(r.body), 0);
     expect(fetched).toBeLessThanOrEqual(6);
+  });
+});
+
+describe('caldav importer: objects with big inline attachments', () => {
+  /** An event carrying `bytes` of attachment, base64-encoded inline and folded at 75 octets. */
+  function fatEvent(i: number, bytes: number): string {
+    const data = Buffer.alloc(bytes, `attachment ${i} `).toString('base64');
+    const line = `ATTACH;ENCODING=BASE64;VALUE=BINARY;FMTTYPE=application/octet-stream:${data}`;
+    const folded = line.match(/^.{1,75}|.{1,74}/g)?.join('\r\n ') ?? line;
+    return simpleEvent(`fat-${i}@kloset.test`, `Fat ${i}`).replace('END:VEVENT', `${folded}\r\nEND:VEVENT`);
+  }
+
+  it('are fetched a few at a time: no multiget asks for more than 4 MiB of listed objects', async () => {
+    const fat = Array.from({ length: 6 }, (_, i) => [`fat${i}.ics`, fatEvent(i, 1_100_000)] as [string, string]);
+    seedRadicale(radicale, 'alice', 'fat', 'Fat', fat);
+    const p = await startProxy(radicale.url);
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/fat/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    expect(b.errors).toEqual([]);
+    expect(b.itemErrors).toEqual([]);
+    for (const [name, text] of fat) expect(parsed(b.contents.get(`/fat/${name}`)?.toString() ?? ''), name).toEqual(parsed(text));
+    const reports = p.requests.filter((r) => r.method === 'REPORT');
+    // 1.5 MB each once encoded: two per request, where 40 small events went 4, 8, 16 at a time.
+    expect(reports.map((r) => r.body.match(/<d:href>/g)?.length ?? 0)).toEqual([2, 2, 2]);
   });
 });

@@ -2,6 +2,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseChallenges } from '../../../integrations/caldav/client.ts';
 import { parseMultistatus, samePropValue } from '../../../integrations/caldav/dav.ts';
+import { batches } from '../../../integrations/caldav/importer.ts';
 import {
   canonicalLines,
   collectionFile,
@@ -168,5 +169,19 @@ describe('caldav options: location and auth rules', () => {
     );
     expect(() => checkAuthOptions({ location: '', useTls: true, tlsInsecureNoVerify: false, username: 'a', password: 'p' })).not.toThrow();
     expect(() => checkAuthOptions({ location: '', useTls: true, tlsInsecureNoVerify: false, refreshToken: 'r', clientId: 'c', tokenUrl: 'https://t' })).not.toThrow();
+  });
+});
+
+describe('caldav importer: multiget batches', () => {
+  const listed = (...sizes: Array<number | undefined>): Array<{ url: URL; etag: undefined; lastModified: undefined; size: number | undefined }> =>
+    sizes.map((size, i) => ({ url: new URL(`http://dav.test/c/${i}.ics`), etag: undefined, lastModified: undefined, size }));
+  const shape = (sizes: Array<number | undefined>, count: number, bytes: number): number[] => [...batches(listed(...sizes), count, bytes)].map((b) => b.length);
+
+  it('cut at batch_size objects or at the byte budget, whichever comes first; an oversized object goes alone', () => {
+    expect(shape([1, 1, 1, 1, 1], 2, 100)).toEqual([2, 2, 1]);
+    expect(shape([40, 40, 40, 40], 10, 100)).toEqual([2, 2]);
+    expect(shape([500, 1, 1, 500, 1], 10, 100)).toEqual([1, 2, 1, 1]);
+    expect(shape([undefined, undefined, undefined], 10, 1)).toEqual([3]);
+    expect(shape([], 10, 100)).toEqual([]);
   });
 });
