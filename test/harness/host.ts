@@ -4,6 +4,7 @@ import { ContractError, HostAbortError, HostError } from './errors.ts';
 import { exportTree, type ExportEntry, type ExportOptions, type ExportOutcome } from './export.ts';
 import { importAll, type ImportOptions, type ImportOutcome } from './import.ts';
 import { bytes, decodeMessage, encodeMessage, num, resourceName, str, toNumber, type ResourceType } from './messages.ts';
+import { recordSecrets } from './secret-scan.ts';
 import type { ConnectorKind } from './spawn.ts';
 import { EofError, GrpcConnection, GrpcError } from './transport.ts';
 
@@ -121,6 +122,7 @@ export class PluginHost {
   ): Promise<InitResult> {
     if (this.kind) throw new Error(`harness misuse: Init already sent (${this.kind}); the host sends it once per process`);
     if (typeof config['location'] !== 'string') throw new Error('harness misuse: config.location is required (the host always sends it)');
+    recordSecrets(config);
     this.kind = kind;
     let request: object;
     if (kind === 'storage') {

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Duplex } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
+import { recordOutput } from './secret-scan.ts';
 
 /**
  * How fd 0 and fd 1 are provided: `pipes` = two distinct FIFOs (read-only fd 0, write-only fd 1, like Plakar v1.1.x),
@@ -114,7 +115,10 @@ export async function spawnPlugin(executable: string, options: SpawnOptions = {}
       signalCode = signal;
       // 'exit' can precede the last stderr bytes; give the pipe a moment to drain (a grandchild may hold it open).
       const grace = new Promise<void>((r) => setTimeout(r, 1000).unref());
-      void Promise.race([stderrDone, grace]).then(() => resolve({ code, signal, timedOut: killedForTimeout }));
+      void Promise.race([stderrDone, grace]).then(() => {
+        recordOutput(`the stderr of ${path.basename(exe)} (pid ${pid})`, Buffer.concat(stderrChunks).toString('utf8'));
+        resolve({ code, signal, timedOut: killedForTimeout });
+      });
     });
   });
 
