@@ -85,6 +85,8 @@ class Repository {
   private readonly fresh = new Set<string>();
   /** Known objects by relative name. */
   private readonly objects = new Map<string, StoredObject>();
+  /** Older copies of names that List found stored twice (racing processes), removed by the next Put of the name. */
+  private readonly extras = new Map<string, string[]>();
   /** One Put at a time per object name (a second Put of the same name replaces the first). */
   private readonly locks = new Map<string, Promise<unknown>>();
   /** Index misses per resource type, and the one listing that indexes a type. */
@@ -213,7 +215,8 @@ class Repository {
       const folderRel = objectFolder(resource, mac);
       const parents = await this.folder(folderRel, true);
       const what = `store ${resource} ${macHex(mac)} at ${this.label}`;
-      const existing = this.fresh.has(folderRel) ? this.objects.get(name) : (await this.lookup(resource, mac, what))[0];
+      const copies = this.fresh.has(folderRel) ? [this.objects.get(name)].filter((o) => o !== undefined) : await this.lookup(resource, mac, what);
+      const existing = copies[0];
       const result = await uploadContent(
         this.client,
         { parentId: parents[0] as string, fileId: existing?.id, name: macHex(mac), mediaType: 'application/octet-stream', what },
@@ -221,6 +224,15 @@ class Repository {
         this.chunkSize,
       );
       this.objects.set(name, { id: result.file.id as string, size: result.size, md5: result.md5 });
+      // Copies left by processes that stored the same name at the same time: the one just written replaces them all.
+      const older = new Set([...copies.slice(1).map((c) => c.id), ...(this.extras.get(name) ?? [])]);
+      this.extras.delete(name);
+      older.delete(result.file.id as string);
+      for (const id of older) {
+        await this.client.delete(id, `${what}: remove an older copy`).catch((err: unknown) => {
+          if (!(err instanceof DriveError && err.httpStatus === 404)) throw err;
+        });
+      }
       return result.size;
     });
     this.locks.set(name, run);
@@ -267,6 +279,7 @@ class Repository {
       }
     }
     this.objects.delete(objectName(resource, mac));
+    this.extras.delete(objectName(resource, mac));
   }
 
   /** Every MAC of `resource`: pages through the fan-out folders, 50 per query; foreign names are skipped. */
@@ -292,10 +305,12 @@ class Repository {
       for (const [id, rel] of folderNames) byName.set(rel, [...(byName.get(rel) ?? []), id]);
       for (const [rel, found] of byName) if (!this.folders.has(rel)) this.folders.set(rel, Promise.resolve(found));
     }
+    // A name stored twice (two processes writing it at once) is one object, read from its newest copy.
+    const seen = new Map<string, number>();
     for (let i = 0; i < ids.length; i += PARENTS_PER_QUERY) {
       const batch = ids.slice(i, i + PARENTS_PER_QUERY);
       const q = `(${batch.map((id) => `${quoteQuery(id)} in parents`).join(' or ')}) and trashed = false`;
-      for await (const page of this.client.listPages(q, what, { fields: 'id,name,mimeType,parents,size,md5Checksum' })) {
+      for await (const page of this.client.listPages(q, what, { fields: 'id,name,mimeType,parents,size,md5Checksum,modifiedTime' })) {
         for (const f of page) {
           if (f.mimeType === FOLDER_MIME || !f.id) continue;
           const folder = folderNames.get(f.parents?.[0] ?? '');
@@ -306,8 +321,17 @@ class Repository {
             this.client.log.debug('skipping a foreign file in the repository', { name: rel });
             continue;
           }
+          const time = Date.parse(f.modifiedTime ?? '') || 0;
+          const before = seen.get(rel);
+          if (before !== undefined) {
+            const kept = this.objects.get(rel);
+            const older = before >= time ? f.id : kept?.id;
+            if (older) this.extras.set(rel, [...(this.extras.get(rel) ?? []), older]);
+            if (before >= time) continue;
+          }
+          seen.set(rel, time);
           this.objects.set(rel, { id: f.id, size: Number(f.size ?? -1), md5: f.md5Checksum ?? undefined });
-          yield mac;
+          if (before === undefined) yield mac;
         }
       }
     }

@@ -69,6 +69,24 @@ describe('gdrive storage: layout and writes', () => {
     b.close();
   });
 
+  it('an object stored twice by racing processes is listed once, and the next Put leaves one copy', async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///racing', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_racing'));
+    await s.host.put(RESOURCE.STATE, mac(0x5a), Buffer.from('first'));
+    // Another process stored the same name at the same time, before either saw the other's file.
+    const folder = e.lookup('racing/states/5a')?.id as string;
+    await e.createFile(folder, mac(0x5a).toString('hex'), 'second', { modifiedTime: new Date(Date.now() + 1000).toISOString() });
+    s.close();
+    const other = await connect('storage', drive.config('gdrive:///racing', { cache: 'false' }));
+    expect((await other.host.list(RESOURCE.STATE)).map((m) => m.toString('hex'))).toEqual([mac(0x5a).toString('hex')]);
+    expect((await other.host.get(RESOURCE.STATE, mac(0x5a))).toString()).toBe('second');
+    await other.host.put(RESOURCE.STATE, mac(0x5a), Buffer.from('third'));
+    expect(e.children(folder).map((c) => c.name)).toEqual([mac(0x5a).toString('hex')]);
+    expect((await other.host.get(RESOURCE.STATE, mac(0x5a))).toString()).toBe('third');
+    other.close();
+  });
+
   it('fan-out folders created twice by concurrent processes are both used', async () => {
     const e = drive.emu;
     const s = await connect('storage', drive.config('gdrive:///twins', { cache: 'false' }));
