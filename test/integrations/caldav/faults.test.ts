@@ -143,7 +143,7 @@ describe('caldav importer: objects with big inline attachments', () => {
   }
 
   it('are fetched a few at a time: no multiget asks for more than 4 MiB of listed objects', async () => {
-    const fat = Array.from({ length: 6 }, (_, i) => [`fat${i}.ics`, fatEvent(i, 1_100_000)] as [string, string]);
+    const fat = Array.from({ length: 4 }, (_, i) => [`fat${i}.ics`, fatEvent(i, 1_100_000)] as [string, string]);
     seedRadicale(radicale, 'alice', 'fat', 'Fat', fat);
     const p = await startProxy(radicale.url);
     proxies.push(p);
@@ -153,6 +153,6 @@ describe('caldav importer: objects with big inline attachments', () => {
     for (const [name, text] of fat) expect(parsed(b.contents.get(`/fat/${name}`)?.toString() ?? ''), name).toEqual(parsed(text));
     const reports = p.requests.filter((r) => r.method === 'REPORT');
     // 1.5 MB each once encoded: two per request, where 40 small events went 4, 8, 16 at a time.
-    expect(reports.map((r) => r.body.match(/<d:href>/g)?.length ?? 0)).toEqual([2, 2, 2]);
+    expect(reports.map((r) => r.body.match(/<d:href>/g)?.length ?? 0)).toEqual([2, 2]);
   });
 });
