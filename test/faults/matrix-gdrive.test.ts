@@ -25,9 +25,8 @@ const config = (name: string, via?: { endpoint: string }): Record<string, string
   refresh_token: refreshToken,
   api_url: via ? `${via.endpoint}/` : direct,
   token_url: via ? `${via.endpoint}/token` : emu.tokenUrl,
-  // Requests that stall are abandoned after 3 s and retried (the default is 5 minutes).
-  timeout: '3s',
-  max_retries: '6',
+  // Through the proxy, requests that stall are abandoned after 5 s and retried (the default is 5 minutes).
+  ...(via ? { timeout: '5s', max_retries: '6' } : {}),
   chunk_size: '512KiB',
 });
 

@@ -47,9 +47,8 @@ const base = (name: string, via?: { port: number }): Record<string, string> => (
   username: user.user,
   password: user.password,
   tls: 'no-tls',
-  // A connection that stalls is given up after 3 s (the default is longer) and reopened.
-  io_timeout: '3s',
-  max_retries: '6',
+  // Through the proxy, a connection that stalls is given up after 5 s (the default is longer) and reopened.
+  ...(via ? { io_timeout: '5s', max_retries: '6' } : {}),
 });
 
 const subject: Subject = {

@@ -13,9 +13,8 @@ const GRAPH_ERRORS: Record<number, string> = { 429: 'activityLimitReached', 503:
 
 const config = (name: string, via?: { endpoint: string }): Record<string, string> => {
   const c = emu.config(`onedrive:///faults/${name}`, {
-    // Requests that stall are abandoned after 3 s and retried (the default is longer).
-    timeout: '3s',
-    max_retries: '6',
+    // Through the proxy, requests that stall are abandoned after 5 s and retried (the default is longer).
+    ...(via ? { timeout: '5s', max_retries: '6' } : {}),
     // The big file goes through an upload session of 320 KiB fragments.
     upload_cutoff: '400KiB',
     chunk_size: '320KiB',

@@ -352,7 +352,7 @@ export class MatrixRun {
       return { ok: false, message: `Init: ${(err as Error).message}` };
     }
     try {
-      const out = await c.host.exportTree(entriesOf(this.baseline, s.rootOf('fsrc')));
+      const out = await c.host.exportTree(entriesOf(this.baseline, s.rootOf('fsrc')), { endTimeoutMs: 60_000 });
       await this.close(c);
       for (const e of out.itemErrors) assertClear(e.error, `${s.name} exporter item error`);
       if (out.status.code !== 0) return { ok: false, message: out.status.details || `status ${out.status.code}` };
