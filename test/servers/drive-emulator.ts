@@ -119,6 +119,8 @@ export type FaultAction =
   | { kind: 'stall'; afterBytes: number; ms: number }
   /** Uploads (multipart or a resumable chunk): the first byte of the content is stored flipped, as if damaged in transit. */
   | { kind: 'corrupt' }
+  /** Downloads: the Range header is ignored and the whole file answered with 200, as a careless proxy would. */
+  | { kind: 'ignore-range' }
   | { kind: 'delay'; ms: number };
 
 /** A test-controlled fault: applies to `times` matching requests (or each with `probability`). */
@@ -699,7 +701,7 @@ export class DriveEmulator {
         case 'get':
           return this.json(res, 200, this.view(this.visible(user, id ?? '', url), user), url, 'kind,id,name,mimeType');
         case 'media':
-          return await this.media(user, id ?? '', url, req, res, drop?.afterBytes, fault?.kind === 'stall' ? fault : undefined);
+          return await this.media(user, id ?? '', url, req, res, drop?.afterBytes, fault?.kind === 'stall' ? fault : undefined, fault?.kind === 'ignore-range');
         case 'export':
           return this.exportRoute(user, id ?? '', url, res);
         case 'create':
@@ -1051,6 +1053,7 @@ export class DriveEmulator {
     res: ServerResponse,
     dropAfter?: number,
     stall?: { afterBytes: number; ms: number },
+    ignoreRange = false,
   ): Promise<void> {
     const f = this.visible(user, id, url);
     if (f.mimeType === MIME.folder || f.native || f.shortcut) {
@@ -1064,7 +1067,7 @@ export class DriveEmulator {
     const size = f.size ?? 0;
     let start = 0;
     let end = size - 1;
-    const range = req.headers.range;
+    const range = ignoreRange ? undefined : req.headers.range;
     let partial = false;
     if (range) {
       const m = /^bytes=(\d*)-(\d*)$/.exec(range.trim());

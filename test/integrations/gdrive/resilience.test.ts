@@ -181,6 +181,19 @@ describe('gdrive: dropped connections', () => {
     expect(e.stats.byRoute.media).toBe(3);
   });
 
+  it('a ranged answer that is not 206 Partial Content is refused instead of handing on bytes from the wrong place', async () => {
+    const e = drive.emu;
+    const s = await connect('storage', drive.config('gdrive:///ranges-ignored', { cache: 'false' }));
+    await s.host.create(Buffer.from('_KLOSET_ranges'));
+    const body = Buffer.from(Array.from({ length: 100_000 }, (_, i) => i % 253));
+    const m = Buffer.alloc(32, 0x61);
+    await s.host.put(RESOURCE.PACKFILE, m, body);
+    e.addFault({ routes: ['media'], action: { kind: 'ignore-range' } });
+    await expect(s.host.get(RESOURCE.PACKFILE, m, { offset: 5000, length: 100 })).rejects.toThrow(/asked for bytes 5000-5099, got HTTP 200 instead of 206 Partial Content/);
+    expect((await s.host.get(RESOURCE.PACKFILE, m, { offset: 5000, length: 100 })).equals(body.subarray(5000, 5100))).toBe(true);
+    s.close();
+  });
+
   it('an upload cut off in the middle of a chunk asks Drive what it has and resumes there', async () => {
     const e = drive.emu;
     e.resetStats();
