@@ -3,7 +3,9 @@ import { mkdirSync, readSync, rmSync } from 'node:fs';
 import { mkdtemp, open, rename, rm, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chunksOf, MAX_CHUNK } from '../content.ts';
+import { Writable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { MAX_CHUNK, toReadable } from '../content.ts';
 import type { ByteRange, ContentSource, Resource } from '../define.ts';
 import { AuthError, describeError, NotFoundError } from '../errors.ts';
 import type { Logger } from '../log.ts';
@@ -64,6 +66,8 @@ interface Entry {
   waiters: Waiter[];
   fh: FileHandle | undefined;
   readers: number;
+  /** Closes and removes the file once the last read leaves (set when the entry is dropped while being read). */
+  release: (() => void) | undefined;
   lastUsed: number;
 }
 
@@ -72,6 +76,8 @@ const MAX_OPEN_HANDLES = 64;
 /** Ranges up to this size are read synchronously from the cache file. */
 const SYNC_READ_MAX = 64 * 1024;
 const WALK_LENGTH = 3;
+/** Bytes of a download buffered while the previous write to the cache file runs. */
+const SINK_BUFFER = 1024 * 1024;
 
 /** A private, bounded, on-disk cache of whole packfiles that answers ranged Gets locally. */
 export class ReadAheadCache {
@@ -139,7 +145,7 @@ export class ReadAheadCache {
         });
       }
     } catch (err) {
-      entry.readers--;
+      this.leave(entry);
       this.stats.direct++;
       this.log.debug('read-ahead download failed; reading directly', { object: key, cause: describeError(err) });
       return this.backend.direct(resource, mac, range);
@@ -147,9 +153,44 @@ export class ReadAheadCache {
     try {
       entry.lastUsed = ++this.clock;
       return await this.read(entry, range);
+    } catch (err) {
+      // The cache file could not be read (removed behind our back, …): the store still can.
+      this.log.debug('read-ahead cache file unreadable; reading directly', { object: key, cause: describeError(err) });
+      if (entry.done) this.invalidate(resource, mac);
+      this.stats.direct++;
+      return this.backend.direct(resource, mac, range);
     } finally {
-      entry.readers--;
+      this.leave(entry);
     }
+  }
+
+  private leave(entry: Entry): void {
+    entry.readers--;
+    if (entry.readers === 0 && entry.release) {
+      const release = entry.release;
+      entry.release = undefined;
+      release();
+    }
+  }
+
+  /**
+   * Closes an entry's file and removes `paths` once no read uses it any more: a read woken just before a download
+   * failed, or just before an invalidation, still reads the bytes that were complete from the open file.
+   */
+  private retire(entry: Entry, paths: string[]): void {
+    const go = (): void => {
+      const fh = entry.fh;
+      if (fh) {
+        entry.fh = undefined;
+        this.openHandles--;
+      }
+      void (async () => {
+        await fh?.close().catch(() => undefined);
+        for (const p of paths) if (p) await rm(p, { force: true }).catch(() => undefined);
+      })();
+    };
+    if (entry.readers > 0) entry.release = go;
+    else go();
   }
 
   /**
@@ -161,15 +202,16 @@ export class ReadAheadCache {
     const e = this.entries.get(key);
     if (!e) return;
     this.entries.delete(key);
-    if (e.done) this.total -= e.size;
-    const fh = e.fh;
-    if (fh) this.openHandles--;
-    e.fh = undefined;
-    void (async () => {
-      await e.ready?.catch(() => undefined);
-      await fh?.close().catch(() => undefined);
-      if (e.path) await rm(e.path, { force: true }).catch(() => undefined);
-    })();
+    if (e.done) {
+      this.total -= e.size;
+      this.retire(e, [e.path]);
+      return;
+    }
+    // A download in flight finishes (or fails and retires itself) before its file goes.
+    void e.ready?.then(
+      () => this.retire(e, [e.path]),
+      () => undefined,
+    );
   }
 
   /** Removes the cache directory and forgets everything (on Close and at exit). */
@@ -214,6 +256,7 @@ export class ReadAheadCache {
       waiters: [],
       fh: undefined,
       readers: 0,
+      release: undefined,
       lastUsed: ++this.clock,
     };
     this.entries.set(key, entry);
@@ -261,18 +304,9 @@ export class ReadAheadCache {
     let last: unknown;
     for (let attempt = 1; attempt <= attempts; attempt++) {
       try {
-        let pos = 0;
-        for await (const chunk of chunksOf(await this.backend.fetch(entry.resource, entry.mac))) {
-          if (this.disposed) throw new Error('the read-ahead cache was closed');
-          const end = pos + chunk.length;
-          if (end > entry.written) {
-            const skip = Math.max(0, entry.written - pos);
-            await writeAll(fh, chunk, skip, entry.written);
-            entry.written = end;
-            this.wake(entry);
-          }
-          pos = end;
-        }
+        const stream = { pos: 0 };
+        await pipeline(toReadable(await this.backend.fetch(entry.resource, entry.mac)), this.sink(entry, fh, stream));
+        const pos = stream.pos;
         if (pos < entry.written) throw new Error(`the object is shorter (${pos} bytes) than a previous download of it (${entry.written} bytes)`);
         await rename(part, entry.path);
         this.stats.downloads++;
@@ -290,13 +324,40 @@ export class ReadAheadCache {
       }
     }
     this.stats.failedDownloads++;
-    if (entry.fh === fh) {
-      entry.fh = undefined;
-      this.openHandles--;
-    }
-    await fh.close().catch(() => undefined);
-    await rm(part, { force: true }).catch(() => undefined);
+    this.retire(entry, [part]);
     throw last;
+  }
+
+  /**
+   * The cache file as a stream sink: whatever arrives while a write runs is written next in one `writev` (the download
+   * keeps flowing instead of waiting for each chunk's write), skipping bytes a previous attempt already wrote; then the
+   * reads waiting for those bytes are woken. `stream.pos` counts the bytes of this attempt.
+   */
+  private sink(entry: Entry, fh: FileHandle, stream: { pos: number }): Writable {
+    const write = async (chunks: Buffer[]): Promise<void> => {
+      if (this.disposed) throw new Error('the read-ahead cache was closed');
+      const at = entry.written;
+      const pieces: Buffer[] = [];
+      let length = 0;
+      for (const chunk of chunks) {
+        const from = Math.max(0, at + length - stream.pos);
+        if (from < chunk.length) {
+          pieces.push(from === 0 ? chunk : chunk.subarray(from));
+          length += chunk.length - from;
+        }
+        stream.pos += chunk.length;
+      }
+      if (length === 0) return;
+      const { bytesWritten } = await fh.writev(pieces, at);
+      if (bytesWritten < length) await writeAll(fh, Buffer.concat(pieces).subarray(bytesWritten), 0, at + bytesWritten);
+      entry.written = at + length;
+      this.wake(entry);
+    };
+    return new Writable({
+      highWaterMark: SINK_BUFFER,
+      write: (chunk: Buffer, _encoding, callback) => void write([chunk]).then(() => callback(), callback),
+      writev: (items, callback) => void write(items.map((i) => i.chunk as Buffer)).then(() => callback(), callback),
+    });
   }
 
   /** Hands the bytes written so far to the reads waiting for them. */
@@ -362,8 +423,7 @@ export class ReadAheadCache {
           yield bytesRead === n ? buf : buf.subarray(0, bytesRead);
         }
       } finally {
-        entry.readers--;
-        void self;
+        self.leave(entry);
       }
     })();
   }
@@ -376,12 +436,7 @@ export class ReadAheadCache {
       this.entries.delete(e.key);
       this.total -= e.size;
       this.stats.evictions++;
-      const fh = e.fh;
-      if (fh) this.openHandles--;
-      void (async () => {
-        await fh?.close().catch(() => undefined);
-        await rm(e.path, { force: true }).catch(() => undefined);
-      })();
+      this.retire(e, [e.path]);
     }
   }
 

@@ -43,6 +43,8 @@ function backend(opts: { failFirst?: number } = {}): ReadAheadBackend & { fetche
         return Readable.from(
           (async function* () {
             yield data.subarray(0, Math.floor(data.length / 2));
+            // The connection dies a little later, once the first half is on disk.
+            await new Promise((r) => setTimeout(r, 30));
             throw Object.assign(new Error('connection reset mid-body'), { code: 'ECONNRESET' });
           })(),
         );
