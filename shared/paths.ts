@@ -76,6 +76,11 @@ export function unsafePathReason(path: string): string | undefined {
   return undefined;
 }
 
+/** True when a `relative()` result leaves its base: `..` or `../…`, or absolute (another drive). `..hidden` stays inside. */
+function escapes(rel: string): boolean {
+  return rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+}
+
 /**
  * Joins a clean snapshot path under a local directory and proves the result stays inside it:
  * rejects `..`, absolute escapes and any existing symlink on the way that leads outside `root`.
@@ -86,7 +91,7 @@ export async function containedLocalPath(root: string, path: string): Promise<st
   const base = resolve(root);
   const target = resolve(base, `.${path}`);
   const rel = relative(base, target);
-  if (rel.startsWith('..') || isAbsolute(rel)) throw new Error(`refusing ${JSON.stringify(path)}: it escapes the target`);
+  if (escapes(rel)) throw new Error(`refusing ${JSON.stringify(path)}: it escapes the target`);
   const realBase = await realpath(base).catch(() => base);
   let cur = base;
   for (const seg of rel === '' ? [] : rel.split(sep)) {
@@ -96,7 +101,7 @@ export async function containedLocalPath(root: string, path: string): Promise<st
     if (st.isSymbolicLink()) {
       const real = await realpath(cur).catch(() => undefined);
       const r = real === undefined ? '..' : relative(realBase, real);
-      if (r.startsWith('..') || isAbsolute(r)) {
+      if (escapes(r)) {
         throw new Error(`refusing ${JSON.stringify(path)}: a symbolic link on the way leads outside the target`);
       }
     }

@@ -91,6 +91,8 @@ export function segmentOf(name: string): string {
   if (name === '') return '%_';
   if (name === '.') return '%2E';
   if (name === '..') return '%2E%2E';
+  // A Drive name spelled like one of those three forms keeps its own name: its `%` becomes `%25`.
+  if (name === '%_' || name === '%2E' || name === '%2E%2E') return `%25${name.slice(1)}`;
   return name.replace(/%(?=2[Ff]|25|[01][0-9A-Fa-f]|7[Ff])|[/\x00-\x1f\x7f]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase().padStart(2, '0')}`);
 }
 
