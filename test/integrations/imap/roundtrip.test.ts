@@ -39,7 +39,7 @@ beforeAll(async () => {
   messages = makeMessages(COUNT, MAILBOXES, 42, { bigEvery: 500 });
   await seed(d, 'alice', [...MAILBOXES, 'Empty'], messages);
   snapshot = await backup(accountConfig(d, 'alice'));
-}, 900_000);
+}, 1_800_000);
 afterAll(async () => {
   await d?.stop();
 });
