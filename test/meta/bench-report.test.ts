@@ -1,0 +1,44 @@
+// bench/run.ts and its output convention: figure lines, ratios, the generated section of docs/BENCHMARKS.md.
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { benchScripts, END, START, summaryTable, withSection } from '../../bench/run.ts';
+import { figureLine, parseFigures, ratioText } from '../../bench/report.ts';
+
+describe('bench report: npm run bench', () => {
+  it('runs every benchmark script, sdk first, and none of the helpers', () => {
+    const scripts = benchScripts(join(import.meta.dirname, '..', '..', 'bench'));
+    expect(scripts[0]).toBe('sdk.ts');
+    expect(scripts).toEqual(expect.arrayContaining(['s3.ts', 'gdrive.ts', 'onedrive.ts', 'imap.ts', 'caldav.ts']));
+    expect(scripts).not.toContain('run.ts');
+    expect(scripts).not.toContain('report.ts');
+  });
+
+  it('reads BENCH figure lines among other output and reports malformed ones', () => {
+    const out = [
+      '| a | table |',
+      figureLine({ integration: 's3', measure: 'Put throughput', value: 120, unit: 'MB/s', limit: 150 }),
+      'BENCH {"integration":"s3"}',
+      'BENCH not json',
+      figureLine({ integration: 'imap', measure: 'cold start', value: 200, unit: 'ms', limit: 100 }),
+    ].join('\n');
+    const { figures, problems } = parseFigures(out);
+    expect(figures.map((f) => f.measure)).toEqual(['Put throughput', 'cold start']);
+    expect(problems).toHaveLength(2);
+    // Higher is better for rates, lower is better for times and sizes: the ratio is always connector / practical limit.
+    expect(ratioText(figures[0] as (typeof figures)[0])).toBe('0.80');
+    expect(ratioText(figures[1] as (typeof figures)[0])).toBe('0.50');
+    expect(summaryTable(figures)).toContain('| s3 | Put throughput | 120 MB/s | 150 MB/s | 0.80 |');
+  });
+
+  it('replaces its own section of docs/BENCHMARKS.md and leaves the hand-written sections alone', () => {
+    const doc = '# Benchmarks\n\nIntro.\n\n## S3 (`bench/s3.ts`)\n\nhand-written\n';
+    const once = withSection(doc, '## Latest\n\nfirst');
+    expect(once).toContain(`${START}\n## Latest\n\nfirst\n${END}`);
+    expect(once.indexOf(START)).toBeLessThan(once.indexOf('## S3'));
+    const twice = withSection(once, '## Latest\n\nsecond');
+    expect(twice).not.toContain('first');
+    expect(twice).toContain('second');
+    expect(twice).toContain('hand-written');
+    expect(twice.split(START)).toHaveLength(2);
+  });
+});
