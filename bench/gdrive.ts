@@ -3,14 +3,19 @@
 // repository of many objects (Put, List, ranged Gets with and without the read-ahead cache). Prints one table.
 // Run: npx tsx bench/gdrive.ts [--big-mib 300] [--huge-mib 2048] [--objects 5000] [--latency-ms 0]
 //   GDRIVE_BENCH_EXE=dist/gdrive/gdrive uses the built executable instead of the TypeScript sources.
-// Smoke run: npx tsx bench/gdrive.ts --big-mib 16 --huge-mib 0 --objects 100
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (16 MiB, 64 MiB, 100 objects).
+// The large file is also uploaded and downloaded by googleapis itself in this process (the practical limit of the
+// client library against the same emulator); every figure is printed as a `BENCH` line too (bench/report.ts).
 import { createHash, randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
-import { Writable } from 'node:stream';
+import { Readable, Writable } from 'node:stream';
+import { OAuth2Client } from 'google-auth-library';
+import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
 import { DriveEmulator } from '../test/servers/drive-emulator.ts';
+import { printFigure } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -18,10 +23,15 @@ const MEMORY_TARGET = 200 * MiB;
 const CLIENT_ID = 'bench.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-bench';
 
-function arg(name: string, fallback: number): number {
+const SMOKE = process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
+
+function arg(name: string, fallback: number, smoke: number): number {
   const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
+  return i >= 0 ? Number(process.argv[i + 1]) : SMOKE ? smoke : fallback;
 }
+
+/** MB/s (10^6 bytes, as the other benches report throughput). */
+const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
 
 function peakRss(pid: number): number {
   const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
@@ -142,17 +152,28 @@ async function backupBig(config: Record<string, string>): Promise<Run> {
 }
 
 /** A restore then a backup of one file; the bytes must come back identical. */
-async function bigFile(config: (location: string, extra?: Record<string, string>) => Record<string, string>, size: number, chunk: string, target?: number): Promise<void> {
+async function bigFile(
+  config: (location: string, extra?: Record<string, string>) => Record<string, string>,
+  size: number,
+  chunk: string,
+  target?: number,
+  limit?: { up: number; down: number },
+): Promise<void> {
   note(`file of ${mib(size)}, ${chunk} chunks`);
   const location = `gdrive:///bench-${size}`;
   const r = await restoreBig(config(location, { chunk_size: chunk }), size);
   const b = await backupBig(config(location));
   if (b.sha256 !== r.sha256 || b.bytes !== size) throw new Error(`the backed-up bytes of the ${mib(size)} file differ from the restored ones`);
+  printFigure({ integration: 'gdrive', measure: `exporter restore throughput (${mib(size)}, ${chunk} chunks)`, value: mbps(size, r.seconds), unit: 'MB/s', limit: limit?.up });
+  printFigure({ integration: 'gdrive', measure: `importer backup throughput (${mib(size)}, MD5 checked)`, value: mbps(size, b.seconds), unit: 'MB/s', limit: limit?.down });
+  const t = target ? `< ${(target / 1e6).toFixed(0)} MB` : undefined;
+  printFigure({ integration: 'gdrive', measure: `exporter peak RSS (${mib(size)} restore)`, value: r.rss / 1e6, unit: 'MB', ...(t ? { target: t } : {}) });
+  printFigure({ integration: 'gdrive', measure: `importer peak RSS (${mib(size)} backup)`, value: b.rss / 1e6, unit: 'MB', ...(t ? { target: t } : {}) });
   const memTarget = target ? `< ${mib(target)}` : '—';
-  row(`restore ${mib(size)} (resumable, ${chunk} chunks): throughput`, `${(size / MiB / r.seconds).toFixed(1)} MiB/s (${r.seconds.toFixed(1)} s)`);
+  row(`restore ${mib(size)} (resumable, ${chunk} chunks): throughput`, `${mbps(size, r.seconds).toFixed(1)} MB/s (${r.seconds.toFixed(1)} s)`);
   row(`restore ${mib(size)}: exporter CPU per GiB`, `${((r.cpu / size) * 1024 * MiB).toFixed(1)} s`);
   row(`restore ${mib(size)}: exporter peak RSS`, mib(r.rss), memTarget);
-  row(`backup ${mib(size)} (media download, MD5 checked): throughput`, `${(size / MiB / b.seconds).toFixed(1)} MiB/s (${b.seconds.toFixed(1)} s)`);
+  row(`backup ${mib(size)} (media download, MD5 checked): throughput`, `${mbps(size, b.seconds).toFixed(1)} MB/s (${b.seconds.toFixed(1)} s)`);
   row(`backup ${mib(size)}: importer CPU per GiB`, `${((b.cpu / size) * 1024 * MiB).toFixed(1)} s`);
   row(`backup ${mib(size)}: importer peak RSS`, mib(b.rss), memTarget);
   if (target !== undefined && (r.rss >= target || b.rss >= target)) process.exitCode = 1;
@@ -171,6 +192,7 @@ async function repository(config: Record<string, string>, objects: number, label
     for (let i = 0; i < macs.length; i += 2) await Promise.all(macs.slice(i, i + 2).map((m) => p.host.put(RESOURCE.PACKFILE, m, body)));
     let s = (performance.now() - started) / 1000;
     row(`${label}: Put ${objects} packfiles of 64 KiB (2 at a time)`, `${s.toFixed(1)} s (${((s / objects) * 1000).toFixed(1)} ms each)`);
+    printFigure({ integration: 'gdrive', measure: `storage Put of 64 KiB packfiles, 2 at a time (${label})`, value: objects / s, unit: 'objects/s' });
     started = performance.now();
     const listed = await p.host.list(RESOURCE.PACKFILE);
     if (listed.length !== objects) throw new Error(`listed ${listed.length} of ${objects}`);
@@ -184,18 +206,61 @@ async function repository(config: Record<string, string>, objects: number, label
     }
     s = (performance.now() - started) / 1000;
     row(`${label}: ranged Get of 720 B (${gets * 3}, one at a time)`, `${((s / (gets * 3)) * 1000).toFixed(2)} ms each, connector CPU ${(((cpuSeconds(p.process.pid) - cpu0) / (gets * 3)) * 1000).toFixed(2)} ms`);
+    printFigure({ integration: 'gdrive', measure: `storage ranged Get of 720 B, one at a time (${label})`, value: (s / (gets * 3)) * 1000, unit: 'ms' });
     row(`${label}: storage connector peak RSS`, mib(peakRss(p.process.pid)));
   } finally {
     await p.dispose();
   }
 }
 
+/**
+ * The practical limit: googleapis itself (in this process, no gRPC, no chunking of ours) uploads `size` bytes in one
+ * streamed media request and downloads them again, against the same emulator.
+ */
+async function rawLimit(emu: DriveEmulator, size: number): Promise<{ up: number; down: number }> {
+  note(`googleapis alone, ${mib(size)}`);
+  const auth = new OAuth2Client();
+  auth.setCredentials({ access_token: emu.issueAccessToken('alice@example.com', 24 * 3600) });
+  const api = new drive_v3.Drive({ auth, rootUrl: emu.url } as unknown as ConstructorParameters<typeof drive_v3.Drive>[0]);
+  const mo = { rootUrl: emu.url, retry: false };
+  const sent = createHash('sha256');
+  let started = performance.now();
+  const created = await api.files.create(
+    {
+      requestBody: { name: `raw-${size}.bin` },
+      media: {
+        mimeType: 'application/octet-stream',
+        body: Readable.from(
+          (async function* () {
+            for await (const piece of synthetic(size)) {
+              sent.update(piece);
+              yield piece;
+            }
+          })(),
+        ),
+      },
+      fields: 'id,size',
+    },
+    mo,
+  );
+  const up = mbps(size, (performance.now() - started) / 1000);
+  started = performance.now();
+  const res = await api.files.get({ fileId: created.data.id as string, alt: 'media' }, { ...mo, responseType: 'stream' });
+  const got = createHash('sha256');
+  for await (const c of res.data as unknown as AsyncIterable<Buffer>) got.update(c);
+  const down = mbps(size, (performance.now() - started) / 1000);
+  if (got.digest('hex') !== sent.digest('hex')) throw new Error('googleapis downloaded other bytes than it uploaded');
+  row(`googleapis alone, ${mib(size)} upload (one streamed request)`, `${up.toFixed(1)} MB/s`);
+  row(`googleapis alone, ${mib(size)} download`, `${down.toFixed(1)} MB/s`);
+  return { up, down };
+}
+
 async function main(): Promise<void> {
-  const big = arg('big-mib', 300) * MiB;
-  const huge = arg('huge-mib', 2048) * MiB;
-  const objects = arg('objects', 5000);
+  const big = arg('big-mib', 300, 16) * MiB;
+  const huge = arg('huge-mib', 2048, 64) * MiB;
+  const objects = arg('objects', 5000, 100);
   const loadBefore = os.loadavg()[0] ?? 0;
-  const emu = await DriveEmulator.start({ latencyMs: arg('latency-ms', 0) });
+  const emu = await DriveEmulator.start({ latencyMs: arg('latency-ms', 0, 0) });
   emu.addClient(CLIENT_ID, CLIENT_SECRET);
   const refreshToken = emu.issueRefreshToken(CLIENT_ID);
   const config = (location: string, extra: Record<string, string> = {}): Record<string, string> => ({
@@ -208,7 +273,7 @@ async function main(): Promise<void> {
     ...extra,
   });
   try {
-    if (big > 0) await bigFile(config, big, '8MiB');
+    if (big > 0) await bigFile(config, big, '8MiB', undefined, await rawLimit(emu, big));
     if (huge > 0) await bigFile(config, huge, '16MiB', MEMORY_TARGET);
     if (objects > 0) {
       await repository(config('gdrive:///bench-repo', { cache: 'false' }), objects, 'read-ahead cache off');
