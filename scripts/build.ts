@@ -29,6 +29,7 @@ import {
   injectBlob,
   makeBlob,
   postjectVersion,
+  SEA_EXEC_ARGV,
   selfCheck,
   verifyExecutable,
   type Bundle,
@@ -251,6 +252,7 @@ async function main(): Promise<void> {
                 runtime.stripped,
                 useCodeCache,
                 postject,
+                SEA_EXEC_ARGV,
               ]),
             )
             .digest('hex');
