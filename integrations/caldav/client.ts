@@ -34,6 +34,19 @@ export interface DavRequest {
   depth?: '0' | '1' | 'infinity';
   /** Follow 301/302/307/308 (default true); tsdav's discovery asks for manual redirects. */
   followRedirects?: boolean;
+  /**
+   * Reads the body of some answers as it arrives instead of buffering it: asked once per answer (each attempt, each
+   * redirect or auth round) with its status and URL; a sink returned gets every chunk and then `end`, and the answer
+   * comes back with an empty body. A sink that throws fails the request with its error (not retried). A retried
+   * request gets a new sink, so what a sink hands on must bear being seen twice.
+   */
+  sink?: (status: number, url: URL) => BodySink | undefined;
+}
+
+/** Consumer of a streamed answer body. */
+export interface BodySink {
+  write(chunk: Buffer): void;
+  end(): void;
 }
 
 /** A complete HTTP response (bodies are small: single objects and multistatus documents). */
@@ -43,7 +56,10 @@ export interface DavResponse {
   headers: http.IncomingHttpHeaders;
   /** Header values as sent, one entry per header line (WWW-Authenticate may appear several times). */
   rawHeaders: string[];
+  /** The body, empty when a sink read it. */
   body: Buffer;
+  /** Bytes of body received (read by a sink or buffered). */
+  bytes: number;
   /** The URL that answered (after redirects). */
   url: URL;
 }
@@ -425,9 +441,9 @@ export class DavHttp {
         if (h !== undefined) headers.authorization = h;
       }
       const started = Date.now();
-      const res = await this.send(req.method, url, headers, req.body);
+      const res = await this.send(req.method, url, headers, req.body, req.sink);
       if (this.log.enabled('debug')) {
-        this.log.debug('http', { method: req.method, path: url.pathname, status: res.status, ms: Date.now() - started, bytes: res.body.length });
+        this.log.debug('http', { method: req.method, path: url.pathname, status: res.status, ms: Date.now() - started, bytes: res.bytes });
       }
       if (res.status === 401 && !noAuth) {
         authTries++;
@@ -451,7 +467,13 @@ export class DavHttp {
     }
   }
 
-  private send(method: string, url: URL, headers: Record<string, string>, body: string | Buffer | undefined): Promise<DavResponse> {
+  private send(
+    method: string,
+    url: URL,
+    headers: Record<string, string>,
+    body: string | Buffer | undefined,
+    sinkFor: DavRequest['sink'],
+  ): Promise<DavResponse> {
     const isHttps = url.protocol === 'https:';
     const payload = body === undefined ? undefined : Buffer.isBuffer(body) ? body : Buffer.from(body, 'utf8');
     if (payload !== undefined) headers['content-length'] = String(payload.length);
@@ -460,25 +482,47 @@ export class DavHttp {
       const req = (isHttps ? https : http).request(url, { method, headers, agent: isHttps ? this.httpsAgent : this.httpAgent, signal }, (res) => {
         const chunks: Buffer[] = [];
         let size = 0;
+        res.on('error', reject);
+        let sink: BodySink | undefined;
+        try {
+          sink = sinkFor?.(res.statusCode ?? 0, url);
+        } catch (err) {
+          res.destroy(err as Error);
+          return;
+        }
         res.on('data', (c: Buffer) => {
           size += c.length;
+          if (sink) {
+            try {
+              sink.write(c);
+            } catch (err) {
+              res.destroy(err as Error);
+            }
+            return;
+          }
           if (size > MAX_BODY) {
             res.destroy(new Error(`the response is larger than ${MAX_BODY / 1024 / 1024} MiB`));
             return;
           }
           chunks.push(c);
         });
-        res.on('error', reject);
-        res.on('end', () =>
+        res.on('end', () => {
+          try {
+            sink?.end();
+          } catch (err) {
+            reject(err as Error);
+            return;
+          }
           resolve({
             status: res.statusCode ?? 0,
             statusText: res.statusMessage ?? '',
             headers: res.headers,
             rawHeaders: res.rawHeaders,
             body: Buffer.concat(chunks),
+            bytes: size,
             url,
-          }),
-        );
+          });
+        });
       });
       req.on('error', reject);
       req.end(payload);

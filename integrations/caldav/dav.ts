@@ -1,11 +1,11 @@
 // WebDAV, CalDAV and CardDAV operations: discovery, collection and resource listings, multiget, collection creation, PUT.
 import tsdav from 'tsdav';
-import { xml2js, type Element } from 'xml-js';
 import { AuthError, ConfigError, NotFoundError, ServiceError } from '../../shared/index.ts';
-import { isNetworkFailure, unreachableError, type DavHttp, type DavResponse } from './client.ts';
+import { isNetworkFailure, unreachableError, type BodySink, type DavHttp, type DavRequest, type DavResponse } from './client.ts';
 import type { CollectionProps } from './map.ts';
 import { lastSegment } from './map.ts';
 import type { DavKind } from './options.ts';
+import { XmlStream, type XmlNode } from './xml.ts';
 
 /** XML namespaces used here. */
 export const NS = {
@@ -25,42 +25,7 @@ const XMLNS = `xmlns:d="${NS.DAV}" xmlns:c="${NS.CALDAV}" xmlns:card="${NS.CARDD
 
 // --- XML ---
 
-/** An XML element with its namespace resolved; `text` joins its text and CDATA children exactly as sent. */
-export interface XmlNode {
-  ns: string;
-  name: string;
-  attrs: Record<string, string>;
-  children: XmlNode[];
-  text: string;
-}
-
-/** Parses an XML document into namespace-resolved nodes (no trimming, no type conversion: property text stays exact). */
-export function parseXml(text: string): XmlNode {
-  const doc = xml2js(text, { compact: false, captureSpacesBetweenElements: false }) as Element;
-  const convert = (el: Element, scope: Record<string, string>): XmlNode => {
-    const attrs: Record<string, string> = {};
-    const inner = { ...scope };
-    for (const [k, v] of Object.entries(el.attributes ?? {})) {
-      const value = String(v);
-      if (k === 'xmlns') inner[''] = value;
-      else if (k.startsWith('xmlns:')) inner[k.slice(6)] = value;
-      else attrs[k] = value;
-    }
-    const full = el.name ?? '';
-    const i = full.indexOf(':');
-    const prefix = i >= 0 ? full.slice(0, i) : '';
-    const node: XmlNode = { ns: inner[prefix] ?? '', name: i >= 0 ? full.slice(i + 1) : full, attrs, children: [], text: '' };
-    for (const child of el.elements ?? []) {
-      if (child.type === 'element') node.children.push(convert(child, inner));
-      else if (child.type === 'text') node.text += String(child.text ?? '');
-      else if (child.type === 'cdata') node.text += String(child.cdata ?? '');
-    }
-    return node;
-  };
-  const root = (doc.elements ?? []).find((e) => e.type === 'element');
-  if (!root) throw new Error('empty XML document');
-  return convert(root, {});
-}
+export { parseXml, type XmlNode } from './xml.ts';
 
 function child(node: XmlNode | undefined, ns: string, name: string): XmlNode | undefined {
   return node?.children.find((c) => c.ns === ns && c.name === name);
@@ -98,34 +63,60 @@ function statusCode(node: XmlNode | undefined): number | undefined {
   return m ? Number(m[1]) : undefined;
 }
 
-/** Parses a 207 Multi-Status body; hrefs are resolved against `base`. */
-export function parseMultistatus(body: Buffer | string, base: URL): MsResponse[] {
-  const root = parseXml(typeof body === 'string' ? body : body.toString('utf8'));
-  if (root.ns !== NS.DAV || root.name !== 'multistatus') throw new Error(`expected a DAV multistatus, got <${root.name}>`);
-  const out: MsResponse[] = [];
-  for (const r of childrenOf(root, NS.DAV, 'response')) {
-    const href = child(r, NS.DAV, 'href')?.text.trim();
-    if (!href) continue;
-    let url: URL;
-    try {
-      url = new URL(href, base);
-    } catch {
-      continue;
-    }
-    const props = new Map<string, XmlNode>();
-    for (const ps of childrenOf(r, NS.DAV, 'propstat')) {
-      const st = statusCode(child(ps, NS.DAV, 'status'));
-      if (st !== undefined && (st < 200 || st >= 300)) continue;
-      for (const p of child(ps, NS.DAV, 'prop')?.children ?? []) props.set(clark(p.ns, p.name), p);
-    }
-    out.push({
-      url,
-      status: statusCode(child(r, NS.DAV, 'status')),
-      props,
-      error: child(r, NS.DAV, 'error'),
-      description: child(r, NS.DAV, 'responsedescription')?.text.trim(),
-    });
+/** Most characters of text in one `<response>` (one object's data): objects over 64 MiB are not restored anyway. */
+const MAX_RESPONSE_CHARS = 64 * 1024 * 1024;
+
+/** One `<response>` element as an MsResponse; undefined without a usable href. */
+function toResponse(r: XmlNode, base: URL): MsResponse | undefined {
+  const href = child(r, NS.DAV, 'href')?.text.trim();
+  if (!href) return undefined;
+  let url: URL;
+  try {
+    url = new URL(href, base);
+  } catch {
+    return undefined;
   }
+  const props = new Map<string, XmlNode>();
+  for (const ps of childrenOf(r, NS.DAV, 'propstat')) {
+    const st = statusCode(child(ps, NS.DAV, 'status'));
+    if (st !== undefined && (st < 200 || st >= 300)) continue;
+    for (const p of child(ps, NS.DAV, 'prop')?.children ?? []) props.set(clark(p.ns, p.name), p);
+  }
+  return {
+    url,
+    status: statusCode(child(r, NS.DAV, 'status')),
+    props,
+    error: child(r, NS.DAV, 'error'),
+    description: child(r, NS.DAV, 'responsedescription')?.text.trim(),
+  };
+}
+
+/**
+ * A streaming 207 Multi-Status parser: feed it the body chunk by chunk and each `<response>` goes to `each` as soon as
+ * it closes (hrefs resolved against `base`), so only one response is held at a time. Throws on anything but a DAV
+ * multistatus document.
+ */
+export function multistatusStream(base: URL, each: (r: MsResponse) => void): XmlStream {
+  return new XmlStream({
+    depth: 1,
+    maxChars: MAX_RESPONSE_CHARS,
+    onRoot: (root) => {
+      if (root.ns !== NS.DAV || root.name !== 'multistatus') throw new Error(`expected a DAV multistatus, got <${root.name}>`);
+    },
+    onElement: (node) => {
+      if (node.ns !== NS.DAV || node.name !== 'response') return;
+      const r = toResponse(node, base);
+      if (r) each(r);
+    },
+  });
+}
+
+/** Parses a whole 207 Multi-Status body; hrefs are resolved against `base`. */
+export function parseMultistatus(body: Buffer | string, base: URL): MsResponse[] {
+  const out: MsResponse[] = [];
+  const s = multistatusStream(base, (r) => out.push(r));
+  s.write(body);
+  s.end();
   return out;
 }
 
@@ -261,14 +252,16 @@ export class Dav {
     }
   }
 
+  private propfindRequest(url: URL, depth: '0' | '1', props: string[]): DavRequest {
+    return { method: 'PROPFIND', url, depth, headers: { 'content-type': 'application/xml; charset=utf-8' }, body: propfindBody(props) };
+  }
+
+  private report(url: URL, body: string): DavRequest {
+    return { method: 'REPORT', url, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body };
+  }
+
   private async propfind(url: URL, depth: '0' | '1', props: string[]): Promise<DavResponse> {
-    return this.send({
-      method: 'PROPFIND',
-      url,
-      depth,
-      headers: { 'content-type': 'application/xml; charset=utf-8' },
-      body: propfindBody(props),
-    });
+    return this.send(this.propfindRequest(url, depth, props));
   }
 
   private multistatus(res: DavResponse, what: string): MsResponse[] {
@@ -278,6 +271,42 @@ export class Dav {
     } catch (err) {
       throw new ServiceError('bad-xml', `${what}: the server sent an unreadable multistatus (${(err as Error).message})`);
     }
+  }
+
+  /**
+   * Sends a request whose 207 answer is parsed as it arrives, each `<response>` handed to `each` (again if the request
+   * is retried); any other answer comes back whole for the caller to judge. An unreadable multistatus fails it with a
+   * ServiceError naming `what`.
+   */
+  private async streamed(req: DavRequest, what: string, each: (r: MsResponse) => void): Promise<DavResponse> {
+    const unreadable = (err: unknown): ServiceError =>
+      new ServiceError('bad-xml', `${what}: the server sent an unreadable multistatus (${(err as Error).message})`);
+    const sink = (status: number, url: URL): BodySink | undefined => {
+      if (status !== 207) return undefined;
+      const s = multistatusStream(url, each);
+      return {
+        write(chunk) {
+          try {
+            s.write(chunk);
+          } catch (err) {
+            throw unreadable(err);
+          }
+        },
+        end() {
+          try {
+            s.end();
+          } catch (err) {
+            throw unreadable(err);
+          }
+        },
+      };
+    };
+    return this.send({ ...req, sink });
+  }
+
+  /** Throws unless a streamed request was answered 207 Multi-Status. */
+  private expect207(res: DavResponse, what: string): void {
+    if (res.status !== 207) throw new ServiceError(`http-${res.status}`, `${what}: unexpected answer ${res.status} ${res.statusText}`.trim(), { httpStatus: res.status });
   }
 
   /** PROPFIND Depth 0 on `url`: the response for `url` itself, or undefined when it does not exist. */
@@ -363,16 +392,16 @@ export class Dav {
 
   /** The collections of this kind inside one home, sorted by URL. */
   async listCollections(home: URL): Promise<CollectionInfo[]> {
-    const res = await this.propfind(home, '1', COLLECTION_PROPS);
-    if (res.status === 403) throw new AuthError(`access to ${home.href} is denied ${this.http.who} (403 Forbidden)`, { denied: true });
-    const all = this.multistatus(res, `PROPFIND ${home.href}`);
-    const out: CollectionInfo[] = [];
-    for (const r of all) {
-      if (pathKey(r.url) === pathKey(home)) continue;
+    const what = `PROPFIND ${home.href}`;
+    const found = new Map<string, CollectionInfo>();
+    const res = await this.streamed(this.propfindRequest(home, '1', COLLECTION_PROPS), what, (r) => {
+      if (pathKey(r.url) === pathKey(home)) return;
       const c = collectionOf(r, this.kind);
-      if (c) out.push(c);
-    }
-    return out.sort((a, b) => (a.url.pathname < b.url.pathname ? -1 : a.url.pathname > b.url.pathname ? 1 : 0));
+      if (c) found.set(pathKey(c.url), c);
+    });
+    if (res.status === 403) throw new AuthError(`access to ${home.href} is denied ${this.http.who} (403 Forbidden)`, { denied: true });
+    this.expect207(res, what);
+    return [...found.values()].sort((x, y) => (x.url.pathname < y.url.pathname ? -1 : x.url.pathname > y.url.pathname ? 1 : 0));
   }
 
   /** Whether `url` exists (PROPFIND Depth 0 answers); 403 is an AuthError. */
@@ -395,74 +424,69 @@ export class Dav {
   async listResources(collection: URL, components?: readonly string[]): Promise<ResourceInfo[]> {
     const props = ['<d:getetag/>', '<d:getlastmodified/>', '<d:getcontentlength/>', '<d:resourcetype/>'];
     const found = new Map<string, ResourceInfo>();
-    const add = (all: MsResponse[]): void => {
-      for (const r of all) {
-        if (pathKey(r.url) === pathKey(collection) || resourceTypes(r).has(clark(NS.DAV, 'collection'))) continue;
-        if (r.status !== undefined && (r.status < 200 || r.status >= 300)) continue;
-        const length = Number(propText(r, NS.DAV, 'getcontentlength') ?? NaN);
-        found.set(pathKey(r.url), {
-          url: r.url,
-          etag: propText(r, NS.DAV, 'getetag')?.trim(),
-          lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')),
-          size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
-        });
-      }
+    const add = (r: MsResponse): void => {
+      if (pathKey(r.url) === pathKey(collection) || resourceTypes(r).has(clark(NS.DAV, 'collection'))) return;
+      if (r.status !== undefined && (r.status < 200 || r.status >= 300)) return;
+      const length = Number(propText(r, NS.DAV, 'getcontentlength') ?? NaN);
+      found.set(pathKey(r.url), {
+        url: r.url,
+        etag: propText(r, NS.DAV, 'getetag')?.trim(),
+        lastModified: httpDate(propText(r, NS.DAV, 'getlastmodified')),
+        size: Number.isSafeInteger(length) && length >= 0 ? length : undefined,
+      });
     };
     if (components && this.kind === 'caldav') {
       for (const comp of components) {
         const body = `<?xml version="1.0" encoding="utf-8"?>\n<c:calendar-query ${XMLNS}><d:prop>${props.join('')}</d:prop><c:filter><c:comp-filter name="VCALENDAR"><c:comp-filter name="${xmlEscape(comp)}"/></c:comp-filter></c:filter></c:calendar-query>`;
-        const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
-        add(this.multistatus(res, `REPORT calendar-query ${collection.href}`));
+        const what = `REPORT calendar-query ${collection.href}`;
+        this.expect207(await this.streamed(this.report(collection, body), what, add), what);
       }
     } else {
-      const res = await this.propfind(collection, '1', props);
+      const what = `PROPFIND ${collection.href}`;
+      const res = await this.streamed(this.propfindRequest(collection, '1', props), what, add);
       if (res.status === 404) throw new NotFoundError(`${collection.href} no longer exists (404 Not Found)`);
-      add(this.multistatus(res, `PROPFIND ${collection.href}`));
+      this.expect207(res, what);
     }
     return [...found.values()].sort((a, b) => (a.url.pathname < b.url.pathname ? -1 : a.url.pathname > b.url.pathname ? 1 : 0));
   }
 
   /**
-   * Fetches several objects in one calendar-multiget / addressbook-multiget REPORT. Objects the server did not
-   * return are absent from the map; a 404 for one object is reported with its status.
+   * Fetches several objects in one calendar-multiget / addressbook-multiget REPORT, handing each object to `each`
+   * (by path key) as soon as its response is parsed. Objects the server did not return are not handed over; a 404
+   * for one object is handed over with its status.
    */
-  async multiget(collection: URL, urls: URL[]): Promise<Map<string, FetchedObject>> {
+  async multiget(collection: URL, urls: URL[], each: (key: string, f: FetchedObject) => void): Promise<void> {
     const caldav = this.kind === 'caldav';
     const report = caldav ? 'c:calendar-multiget' : 'card:addressbook-multiget';
     const data = caldav ? '<c:calendar-data/>' : '<card:address-data/>';
     const body = `<?xml version="1.0" encoding="utf-8"?>\n<${report} ${XMLNS}><d:prop><d:getetag/>${data}</d:prop>${urls
       .map((u) => `<d:href>${xmlEscape(u.pathname)}</d:href>`)
       .join('')}</${report}>`;
-    const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
-    const out = new Map<string, FetchedObject>();
-    for (const r of this.multistatus(res, `REPORT ${caldav ? 'calendar' : 'addressbook'}-multiget ${collection.href}`)) {
+    const what = `REPORT ${caldav ? 'calendar' : 'addressbook'}-multiget ${collection.href}`;
+    const res = await this.streamed(this.report(collection, body), what, (r) => {
       const node = caldav ? prop(r, NS.CALDAV, 'calendar-data') : prop(r, NS.CARDDAV, 'address-data');
-      out.set(pathKey(r.url), {
-        status: node ? 200 : (r.status ?? 404),
-        etag: propText(r, NS.DAV, 'getetag')?.trim(),
-        data: node?.text,
-      });
-    }
-    return out;
+      each(pathKey(r.url), { status: node ? 200 : (r.status ?? 404), etag: propText(r, NS.DAV, 'getetag')?.trim(), data: node?.text });
+    });
+    this.expect207(res, what);
   }
 
   /**
-   * Every object of a collection with its data in one calendar-query / addressbook-query REPORT. Servers that find
+   * Every object of a collection with its data in one calendar-query / addressbook-query REPORT, each handed to
+   * `each` (by path key) as soon as its response is parsed: the answer is never held whole. Servers that find
    * objects by name in linear time (Xandikos: ~0.2 s per href in a 2,000-object calendar, for multiget and GET
    * alike) answer this in one pass, so it is how whole collections are read when their size allows.
    */
-  async queryAll(collection: URL): Promise<Map<string, FetchedObject>> {
+  async queryAll(collection: URL, each: (key: string, f: FetchedObject) => void): Promise<void> {
     const caldav = this.kind === 'caldav';
     const body = caldav
       ? `<?xml version="1.0" encoding="utf-8"?>\n<c:calendar-query ${XMLNS}><d:prop><d:getetag/><c:calendar-data/></d:prop><c:filter><c:comp-filter name="VCALENDAR"/></c:filter></c:calendar-query>`
       : `<?xml version="1.0" encoding="utf-8"?>\n<card:addressbook-query ${XMLNS}><d:prop><d:getetag/><card:address-data/></d:prop></card:addressbook-query>`;
-    const res = await this.send({ method: 'REPORT', url: collection, depth: '1', headers: { 'content-type': 'application/xml; charset=utf-8' }, body });
-    const out = new Map<string, FetchedObject>();
-    for (const r of this.multistatus(res, `REPORT ${caldav ? 'calendar' : 'addressbook'}-query ${collection.href}`)) {
+    const what = `REPORT ${caldav ? 'calendar' : 'addressbook'}-query ${collection.href}`;
+    const res = await this.streamed(this.report(collection, body), what, (r) => {
       const node = caldav ? prop(r, NS.CALDAV, 'calendar-data') : prop(r, NS.CARDDAV, 'address-data');
-      if (node) out.set(pathKey(r.url), { status: 200, etag: propText(r, NS.DAV, 'getetag')?.trim(), data: node.text });
-    }
-    return out;
+      if (node) each(pathKey(r.url), { status: 200, etag: propText(r, NS.DAV, 'getetag')?.trim(), data: node.text });
+    });
+    this.expect207(res, what);
   }
 
   /** GET of one object. */

@@ -10,6 +10,7 @@ import {
   collectionFilter,
   collectionName,
   ETAG_XATTR,
+  fnv1a,
   lastSegment,
   objectLastModified,
   parseObject,
@@ -156,7 +157,7 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
       for (const r of batch) {
         const path = pathOf(r);
         const e = whole?.get(pathKey(r.url)) ?? got.get(pathKey(r.url));
-        if (!e || e.error !== undefined || !e.body) {
+        if (!e || e.error !== undefined || e.size === undefined) {
           yield { type: 'error', path, error: e?.error ?? 'the server did not return this object' };
           continue;
         }
@@ -164,8 +165,8 @@ async function* walk(w: WalkOptions): AsyncGenerator<ImportItem> {
         yield {
           type: 'file',
           path,
-          size: e.body.length,
-          mtime: stableMtime(e.lastModified ?? r.lastModified, etag ?? e.body.toString('utf8')),
+          size: e.size,
+          mtime: stableMtime(e.lastModified ?? r.lastModified, etag ?? e.hash ?? 0),
           open: async () => fetcher.open(r.url),
           xattrs: etag ? [{ name: ETAG_XATTR, value: etag }] : undefined,
         };
@@ -229,6 +230,10 @@ function snapshotNames(resources: ResourceInfo[], kind: DavKind): Map<string, st
 /** A fetched object, ready to serve: canonical bytes, or why it cannot be backed up. */
 interface Entry {
   body?: Buffer;
+  /** Bytes of the body (kept when the body itself is left in the cache). */
+  size?: number;
+  /** fnv1a of the text when the server gave no ETag: the mtime's fingerprint, as the text itself would give. */
+  hash?: number | undefined;
   error?: string;
   etag?: string;
   lastModified?: Date;
@@ -319,26 +324,25 @@ class ObjectFetcher {
   }
 
   /**
-   * Reads the whole collection with one query (see Dav.queryAll) and caches every entry for Open. Returns the
-   * entries by key; objects the query did not return are absent (they are fetched by multiget instead).
+   * Reads the whole collection with one query (see Dav.queryAll), object by object as the answer arrives, and caches
+   * every entry for Open. Returns the entries by key without their bodies (those wait in the cache); objects the query
+   * did not return are absent (they are fetched by multiget instead).
    */
   async queryAll(): Promise<Map<string, Entry>> {
     const out = new Map<string, Entry>();
-    let got: Map<string, FetchedObject>;
     try {
-      got = await this.dav.queryAll(this.collection);
+      await this.dav.queryAll(this.collection, (k, f) => {
+        const i = this.position.get(k);
+        if (i === undefined) return;
+        this.fetched[i] = 1;
+        const e = this.entry(f);
+        this.cache.put(k, e);
+        out.set(k, { ...e, body: undefined });
+      });
     } catch (err) {
       if (err instanceof AuthError) throw err;
       this.log.once('query-failed', 'info', 'reading a whole collection in one query failed; using multiget', { collection: this.collection.pathname, cause: describeError(err) });
-      return out;
-    }
-    for (const [k, f] of got) {
-      const i = this.position.get(k);
-      if (i === undefined) continue;
-      this.fetched[i] = 1;
-      const e = this.entry(f);
-      out.set(k, e);
-      this.cache.put(k, e);
+      // What arrived before the failure stays cached; the rest goes by multiget.
     }
     return out;
   }
@@ -382,17 +386,22 @@ class ObjectFetcher {
     }
     const result = new Map<string, Entry>();
     const run = (async () => {
-      let got: Map<string, FetchedObject> | undefined;
+      const wanted = new Set(urls.map(pathKey));
       try {
-        got = await this.dav.multiget(this.collection, urls);
+        await this.dav.multiget(this.collection, urls, (k, f) => {
+          if (!wanted.has(k) || !(f.status === 200 || f.status === 404)) return;
+          const e = this.entry(f);
+          result.set(k, e);
+          this.cache.put(k, e);
+        });
       } catch (err) {
         if (err instanceof AuthError) throw err;
         this.log.once('multiget-failed', 'info', 'multiget failed; fetching objects one by one', { collection: this.collection.pathname, cause: describeError(err) });
       }
       for (const url of urls) {
         const k = pathKey(url);
-        const f = got?.get(k);
-        const e = f && (f.status === 200 || f.status === 404) ? this.entry(f) : await this.single(url);
+        if (result.has(k)) continue;
+        const e = await this.single(url);
         result.set(k, e);
         this.cache.put(k, e);
       }
@@ -422,7 +431,8 @@ class ObjectFetcher {
     const text = canonicalLines(f.data);
     try {
       const comp = parseObject(text, this.dav.kind);
-      return { body: Buffer.from(text, 'utf8'), etag: f.etag, lastModified: objectLastModified(comp) };
+      const body = Buffer.from(text, 'utf8');
+      return { body, size: body.length, hash: f.etag === undefined ? fnv1a(text) : undefined, etag: f.etag, lastModified: objectLastModified(comp) };
     } catch (err) {
       return { error: describeError(err) };
     }

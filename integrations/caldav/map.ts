@@ -102,7 +102,7 @@ export function serverNameOf(fileName: string): string {
 }
 
 /** FNV-1a 32-bit hash of a string. */
-function fnv1a(text: string): number {
+export function fnv1a(text: string): number {
   let h = 0x811c9dc5;
   for (let i = 0; i < text.length; i++) {
     h ^= text.charCodeAt(i);
@@ -113,12 +113,13 @@ function fnv1a(text: string): number {
 
 /**
  * A modification time that changes whenever the content does: the server's time (whole seconds, as HTTP and
- * iCalendar dates are) plus a sub-second fingerprint of the ETag or content. Plakar reuses an unchanged file's old
+ * iCalendar dates are) plus a sub-second fingerprint of the ETag or content (or its fnv1a hash, given as a number). Plakar reuses an unchanged file's old
  * content when name, size and mtime match, so an edit within the same second must still move the mtime.
  */
-export function stableMtime(time: Date | undefined, fingerprintOf: string): Date {
+export function stableMtime(time: Date | undefined, fingerprintOf: string | number): Date {
   const base = time && Number.isFinite(time.getTime()) ? Math.floor(time.getTime() / 1000) * 1000 : 0;
-  return new Date(base + (fnv1a(fingerprintOf) % 1000));
+  const hash = typeof fingerprintOf === 'number' ? fingerprintOf : fnv1a(fingerprintOf);
+  return new Date(base + (hash % 1000));
 }
 
 /** Compiles `include`/`exclude` glob lists into one predicate over a collection's name and display name. */
