@@ -92,18 +92,8 @@ function expectClear(out: Outcome, integration: Integration, kind: ConnectorKind
   for (const s of secrets) expect(out.message.includes(s), `${label}: a secret leaked`).toBe(false);
 }
 
-/** Cells that fail today, with the finding (reported; the integrations' owners fix them). */
-const GDRIVE_NO_ID = 'internal error: a Drive answer without an id reaches quoteQuery (integrations/gdrive/client.ts resolveStart/children)';
-const KNOWN: Readonly<Record<string, string>> = {
-  'gdrive importer garbage-xml': GDRIVE_NO_ID,
-  'gdrive storage garbage-xml': GDRIVE_NO_ID,
-  'gdrive importer garbage-json': GDRIVE_NO_ID,
-  'gdrive storage garbage-json': GDRIVE_NO_ID,
-  'gdrive importer html-200': GDRIVE_NO_ID,
-  'gdrive storage html-200': GDRIVE_NO_ID,
-  'gdrive importer empty-200': GDRIVE_NO_ID,
-  'gdrive storage empty-200': GDRIVE_NO_ID,
-};
+/** Cells that fail today, with the finding (reported to the integration's owner). None at the moment. */
+const KNOWN: Readonly<Record<string, string>> = {};
 
 const servers: BadServer[] = [];
 afterAll(async () => {
