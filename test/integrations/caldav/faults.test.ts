@@ -1,7 +1,7 @@
 // caldav per-item failures: a broken object or one gone between listing and fetch fails alone; the backup goes on.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Account, parsed } from './dav-util.ts';
-import { benchEvent, simpleEvent, WEEKLY } from './fixtures.ts';
+import { benchEvent, fatEvent, simpleEvent, WEEKLY } from './fixtures.ts';
 import { backup, files } from './host.ts';
 import { startProxy, type Proxy } from './proxy.ts';
 import { seedRadicale, startRadicale, startXandikos, type RunningServer } from './servers.ts';
@@ -134,14 +134,6 @@ describe('caldav importer: multiget read-ahead', () => {
 });
 
 describe('caldav importer: objects with big inline attachments', () => {
-  /** An event carrying `bytes` of attachment, base64-encoded inline and folded at 75 octets. */
-  function fatEvent(i: number, bytes: number): string {
-    const data = Buffer.alloc(bytes, `attachment ${i} `).toString('base64');
-    const line = `ATTACH;ENCODING=BASE64;VALUE=BINARY;FMTTYPE=application/octet-stream:${data}`;
-    const folded = line.match(/^.{1,75}|.{1,74}/g)?.join('\r\n ') ?? line;
-    return simpleEvent(`fat-${i}@kloset.test`, `Fat ${i}`).replace('END:VEVENT', `${folded}\r\nEND:VEVENT`);
-  }
-
   it('are fetched a few at a time: no multiget asks for more than 4 MiB of listed objects', async () => {
     const fat = Array.from({ length: 4 }, (_, i) => [`fat${i}.ics`, fatEvent(i, 1_100_000)] as [string, string]);
     seedRadicale(radicale, 'alice', 'fat', 'Fat', fat);

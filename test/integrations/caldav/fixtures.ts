@@ -155,6 +155,14 @@ export function simpleEvent(uid: string, summary: string, day = '20240601'): str
   return crlf([...HEAD, 'BEGIN:VEVENT', `UID:${uid}`, 'DTSTAMP:20240101T000000Z', `DTSTART:${day}T100000Z`, `DTEND:${day}T110000Z`, `SUMMARY:${summary}`, 'END:VEVENT', 'END:VCALENDAR']);
 }
 
+/** An event carrying `bytes` of attachment, base64-encoded inline and folded at 75 octets. */
+export function fatEvent(i: number, bytes: number): string {
+  const data = Buffer.alloc(bytes, `attachment ${i} `).toString('base64');
+  const line = `ATTACH;ENCODING=BASE64;VALUE=BINARY;FMTTYPE=application/octet-stream:${data}`;
+  const folded = line.match(/^.{1,75}|.{1,74}/g)?.join('\r\n ') ?? line;
+  return simpleEvent(`fat-${i}@kloset.test`, `Fat ${i}`).replace('END:VEVENT', `${folded}\r\nEND:VEVENT`);
+}
+
 /** vCard 3.0 with an inline photo and non-ASCII. */
 export const CARD_ZOE = crlf([
   'BEGIN:VCARD',
