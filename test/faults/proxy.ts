@@ -208,16 +208,31 @@ function relay(client: net.Socket, upstream: net.Socket, faults: ByteFaults, sta
         to.once('drain', () => from.resume());
       }
     };
+    /** Delayed steps of this direction, run strictly in order (timers of different lengths may fire out of order). */
+    const queue: Array<{ at: number; fn: () => void }> = [];
+    let armed: NodeJS.Timeout | undefined;
+    const drain = (): void => {
+      if (armed) timers.delete(armed);
+      armed = undefined;
+      while (queue.length > 0 && (queue[0] as { at: number }).at <= Date.now()) {
+        const step = queue.shift() as { fn: () => void };
+        pending--;
+        step.fn();
+        if (conn.dead) return;
+      }
+      if (pending === 0 && ended && !conn.dead) to.end();
+      arm();
+    };
+    const arm = (): void => {
+      if (armed || queue.length === 0 || conn.dead) return;
+      armed = setTimeout(drain, Math.max(0, Math.ceil((queue[0] as { at: number }).at - Date.now())));
+      armed.unref();
+      timers.add(armed);
+    };
     const later = (ms: number, fn: () => void): void => {
       pending++;
-      const t = setTimeout(() => {
-        timers.delete(t);
-        pending--;
-        fn();
-        if (pending === 0 && ended && !conn.dead) to.end();
-      }, ms);
-      t.unref();
-      timers.add(t);
+      queue.push({ at: Date.now() + ms, fn });
+      arm();
     };
     from.on('data', (chunk: Buffer) => {
       if (conn.dead) return;

@@ -57,7 +57,7 @@ describe(`soak: ${IN_FLIGHT} Put/Get in flight per process, two processes on one
       let seed = 1;
       const start = Date.now();
       const end = start + SECONDS * 1000;
-      const warmAt = start + Math.max(5_000, SECONDS * 250);
+      const warmAt = start + Math.max(10_000, SECONDS * 250);
       let warm: Sample[] | undefined;
       const peak = [0, 0];
       const sampler = setInterval(() => {
