@@ -145,6 +145,17 @@ export async function normalizeError(err: unknown): Promise<unknown> {
   return err;
 }
 
+/**
+ * Drive answers with JSON objects; anything else (an HTML page, truncated or foreign JSON, an empty body) means that
+ * `api_url` does not lead to the Drive API, and is refused here instead of failing later on a missing field.
+ */
+export function driveAnswer<T extends object>(data: unknown, what: string, needs?: string): T {
+  const ok = typeof data === 'object' && data !== null && !Array.isArray(data);
+  if (ok && (needs === undefined || typeof (data as Record<string, unknown>)[needs] === 'string')) return data as T;
+  const shape = typeof data === 'string' ? (data.trim() === '' ? 'an empty body' : 'text that is not JSON') : ok ? `an object without ${needs}` : `${Array.isArray(data) ? 'an array' : String(data)}`;
+  throw new ServiceError('badAnswer', `${what}: the answer is not a Google Drive API answer (${shape}); check api_url`);
+}
+
 /** googleapis authentication that takes its bearer token from the TokenManager on every request. */
 class ManagedAuth extends OAuth2Client {
   private readonly tokens: TokenManager;
@@ -234,7 +245,7 @@ export class DriveClient {
     const maxRetries = (ctx.options as { maxRetries?: number }).maxRetries ?? 10;
     const client = new DriveClient(drive, auth, tokens, pacer, ctx.log, o.apiUrl, maxRetries, o.timeout);
     const about = await client.call('sign in to Google Drive', () => drive.about.get({ fields: 'user(emailAddress)' }, client.mo()));
-    client.email = about.data.user?.emailAddress ?? 'unknown';
+    client.email = driveAnswer<drive_v3.Schema$About>(about.data, 'sign in to Google Drive').user?.emailAddress ?? 'unknown';
     client.start = await client.resolveStart(o);
     return client;
   }
@@ -353,7 +364,8 @@ export class DriveClient {
     if (/^0A[A-Za-z0-9_-]{10,}$/.test(nameOrId)) {
       try {
         const d = await this.call(`look up shared drive ${nameOrId}`, () => this.api.drives.get({ driveId: nameOrId, fields: 'id,name' }, this.mo()));
-        return { id: d.data.id as string, name: d.data.name ?? nameOrId };
+        const data = driveAnswer<drive_v3.Schema$Drive>(d.data, `look up shared drive ${nameOrId}`, 'id');
+        return { id: data.id as string, name: data.name ?? nameOrId };
       } catch (err) {
         if (!(err instanceof DriveError && err.httpStatus === 404)) throw err;
       }
@@ -364,8 +376,9 @@ export class DriveClient {
       const res = await this.call('list shared drives', () =>
         this.api.drives.list({ pageSize: 100, pageToken, fields: 'nextPageToken,drives(id,name)' }, this.mo()),
       );
-      for (const d of res.data.drives ?? []) if (d.name === nameOrId && d.id) found.push({ id: d.id, name: d.name });
-      pageToken = res.data.nextPageToken ?? undefined;
+      const page = driveAnswer<drive_v3.Schema$DriveList>(res.data, 'list shared drives');
+      for (const d of Array.isArray(page.drives) ? page.drives : []) if (d?.name === nameOrId && typeof d.id === 'string') found.push({ id: d.id, name: d.name });
+      pageToken = typeof page.nextPageToken === 'string' ? page.nextPageToken : undefined;
     } while (pageToken);
     if (found.length === 0) throw new ConfigError('drive', `no shared drive named ${JSON.stringify(nameOrId)} is visible to ${this.email}`);
     if (found.length > 1) {
@@ -377,7 +390,7 @@ export class DriveClient {
   /** files.get of metadata. */
   async get(id: string, fields: string, what: string): Promise<DriveFile> {
     const res = await this.call(what, () => this.api.files.get({ fileId: id, fields, ...this.driveParams }, this.mo()));
-    return res.data as DriveFile;
+    return driveAnswer<DriveFile>(res.data, what, 'id');
   }
 
   /** Pages through files.list for `q`; yields each page as it arrives (pageSize 1000, only `fields` per file). */
@@ -398,8 +411,13 @@ export class DriveClient {
           this.mo(),
         ),
       );
-      yield (res.data.files ?? []) as DriveFile[];
-      pageToken = res.data.nextPageToken ?? undefined;
+      const page = driveAnswer<drive_v3.Schema$FileList>(res.data, what);
+      if (page.files !== undefined && !Array.isArray(page.files)) {
+        throw new ServiceError('badAnswer', `${what}: the answer is not a Google Drive API answer (files is not a list); check api_url`);
+      }
+      // Items without an id cannot be anything of Drive's: they are left out rather than failing later.
+      yield ((page.files ?? []) as DriveFile[]).filter((f) => typeof f?.id === 'string');
+      pageToken = typeof page.nextPageToken === 'string' ? page.nextPageToken : undefined;
     } while (pageToken);
   }
 
@@ -425,7 +443,7 @@ export class DriveClient {
         this.mo(),
       ),
     );
-    return res.data as DriveFile;
+    return driveAnswer<DriveFile>(res.data, what, 'id');
   }
 
   /**
@@ -453,7 +471,7 @@ export class DriveClient {
   /** Updates metadata. */
   async update(id: string, requestBody: Record<string, unknown>, what: string): Promise<DriveFile> {
     const res = await this.call(what, () => this.api.files.update({ fileId: id, requestBody, fields: 'id,name,mimeType,modifiedTime', ...this.driveParams }, this.mo()));
-    return res.data as DriveFile;
+    return driveAnswer<DriveFile>(res.data, what, 'id');
   }
 
   /** Deletes permanently (not to the trash: trashed files still count against the quota). */

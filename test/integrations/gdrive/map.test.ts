@@ -2,7 +2,7 @@
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { NATIVE } from '../../../integrations/gdrive/api.ts';
-import { classify, DriveError, normalizeError, quoteQuery, sanitize } from '../../../integrations/gdrive/client.ts';
+import { classify, DriveError, driveAnswer, normalizeError, quoteQuery, sanitize } from '../../../integrations/gdrive/client.ts';
 import { byId, disambiguated, exportChoice, exportedName, kindOf, nameOf, relativeLink, segmentOf, SiblingNames } from '../../../integrations/gdrive/map.ts';
 import { parseLocation } from '../../../integrations/gdrive/options.ts';
 import { serviceAccountAssertion } from '../../../integrations/gdrive/oauth.ts';
@@ -90,6 +90,15 @@ describe('gdrive options: locations', () => {
 describe('gdrive client: errors and classification', () => {
   const gaxiosError = (status: number, body: unknown, headers: Record<string, string> = {}): unknown =>
     Object.assign(new Error('Request failed'), { status, response: { status, data: body, headers: new Headers(headers) } });
+
+  it('refuses answers that are not Drive API objects (HTML, empty, foreign JSON) with a message naming the call', () => {
+    expect(driveAnswer<{ id: string }>({ id: 'x' }, 'look up My Drive', 'id').id).toBe('x');
+    expect(driveAnswer({}, 'list')).toEqual({});
+    expect(() => driveAnswer('<html>hi</html>', 'look up My Drive', 'id')).toThrow('look up My Drive: the answer is not a Google Drive API answer (text that is not JSON); check api_url');
+    expect(() => driveAnswer('', 'sign in to Google Drive')).toThrow('sign in to Google Drive: the answer is not a Google Drive API answer (an empty body); check api_url');
+    expect(() => driveAnswer({ value: [] }, 'look up My Drive', 'id')).toThrow('(an object without id)');
+    expect(() => driveAnswer([1], 'list')).toThrow('(an array)');
+  });
 
   it('reads Google error bodies, including the stream form where gaxios keeps the body in the message', async () => {
     const e = (await normalizeError(gaxiosError(403, { error: { code: 403, message: 'User Rate Limit Exceeded', errors: [{ reason: 'userRateLimitExceeded', domain: 'usageLimits' }] } }, { 'retry-after': '7' }))) as DriveError;
