@@ -101,6 +101,48 @@ describe('caldav importer: a collection the server cannot list', () => {
   });
 });
 
+describe('caldav importer: an unreadable multistatus', () => {
+  /** Breaks the XML of an answer: its first closing href tag no longer matches. */
+  const garble = (body: string): string => body.replace(/<\/((\w+:)?href)>/, '</$1-oops>');
+
+  it('in a listing: an error record naming the collection and the parser’s reason; the other collections are backed up', async () => {
+    const alice = new Account(radicale.url, 'alice', 'alicepw');
+    await alice.mkcalendar('/alice/spare/', { displayName: 'Spare' });
+    await alice.put('/alice/spare/y.ics', simpleEvent('spare-y@kloset.test', 'Y'));
+    const p = await startProxy(radicale.url, {
+      rewrite: (req, body) => (req.method === 'PROPFIND' && req.path === '/alice/work/' && req.body.includes('getetag') ? garble(body) : body),
+    });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/alice/`, username: 'alice', password: 'alicepw', use_tls: 'false' });
+    expect(b.status.code).toBe(0);
+    expect(b.errors).toEqual([
+      {
+        pathname: '/work',
+        error: expect.stringMatching(
+          new RegExp(`^cannot list the objects of http://${p.host}/alice/work/: PROPFIND http://${p.host}/alice/work/: the server sent an unreadable multistatus \\(Unexpected close tag Line: \\d+ Column: \\d+ Char: >\\)$`),
+        ) as unknown as string,
+      },
+    ]);
+    expect(files(b).has('/spare/y.ics')).toBe(true);
+  });
+
+  it('in a whole-collection query (Xandikos): the objects are read by multiget instead', async () => {
+    const p = await startProxy(xandikos.url, {
+      rewrite: (req, body) => (req.method === 'REPORT' && req.body.includes('calendar-query') ? garble(body) : body),
+    });
+    proxies.push(p);
+    const b = await backup('caldav', { location: `caldav://${p.host}/user/calendars/calendar/`, use_tls: 'false' });
+    expect(b.status.code).toBe(0);
+    expect(b.itemErrors).toEqual([]);
+    expect(b.errors).toEqual([]);
+    expect([...files(b).keys()].sort()).toEqual(['/calendar/.collection.json', '/calendar/a-fine.ics', '/calendar/broken.ics', '/calendar/z-weekly.ics']);
+    const reports = p.requests.filter((r) => r.method === 'REPORT').map((r) => /<(\w+:)?(calendar-query|calendar-multiget)/.exec(r.body)?.[2]);
+    expect(reports[0]).toBe('calendar-query');
+    expect(reports.slice(1).every((r) => r === 'calendar-multiget')).toBe(true);
+    expect(reports.length).toBeGreaterThan(1);
+  });
+});
+
 describe('caldav importer: multiget read-ahead', () => {
   const hrefsIn = (body: string): number => body.match(/<d:href>/g)?.length ?? 0;
   let p: Proxy;
