@@ -15,7 +15,7 @@ import {
 } from '../../shared/index.ts';
 import type { ConnectionOptions } from './options.ts';
 
-/** Longest response body read into memory (a multiget of `batch_size` objects with inline attachments). */
+/** Longest response body read into memory (a GET of one object, small DAV answers; multistatus answers are streamed). */
 const MAX_BODY = 256 * 1024 * 1024;
 /** Redirects followed for one request. */
 const MAX_REDIRECTS = 5;
@@ -49,7 +49,7 @@ export interface BodySink {
   end(): void;
 }
 
-/** A complete HTTP response (bodies are small: single objects and multistatus documents). */
+/** A complete HTTP response (bodies are small: single objects and short answers; a sink may read the body instead). */
 export interface DavResponse {
   status: number;
   statusText: string;

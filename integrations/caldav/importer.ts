@@ -24,10 +24,11 @@ const CACHE_BYTES = 32 * 1024 * 1024;
 /** First read-ahead window of a collection read lazily, in objects. */
 const FIRST_WINDOW = 4;
 /**
- * Listed bytes (getcontentlength) asked for in one multiget: each answer is parsed whole, at several times its size in
- * memory, so objects with big inline attachments go a few at a time (always at least one).
+ * Listed bytes (getcontentlength) asked for in one multiget. Answers are parsed as they arrive, but the bodies of a
+ * batch wait in the cache for their Opens: half the cache, so that a batch never pushes out its own objects; objects
+ * with big inline attachments go a few at a time (always at least one).
  */
-const BATCH_BYTES = 4 * 1024 * 1024;
+const BATCH_BYTES = CACHE_BYTES / 2;
 /** Largest collection (sum of getcontentlength) read with one query while listing; bigger ones go by multiget batches. */
 const QUERY_ALL_BYTES = 24 * 1024 * 1024;
 
