@@ -4,17 +4,21 @@
 // Run: npx tsx bench/imap.ts
 //   IMAP_BENCH_MESSAGES (default 5000), IMAP_BENCH_BIG (default 50000; 0 skips it), IMAP_BENCH_CONCURRENCY (default 4)
 //   change the sizes; IMAP_BENCH_EXE=dist/imap/imap uses the built executable instead of the TypeScript sources.
-//   Smoke run: IMAP_BENCH_MESSAGES=200 IMAP_BENCH_BIG=1000 npx tsx bench/imap.ts
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (200 messages, 1,000 in the big
+//   mailbox). Every figure is also printed as a `BENCH` line (bench/report.ts); the raw client's limits are imapflow
+//   alone against the same Dovecot: APPEND on 4 connections (the seeding) for restores, FETCH BODY[] for backups.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, type ExportEntry, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
+import { printFigure } from './report.ts';
 import { startDovecot } from '../test/integrations/imap/dovecot.ts';
 import { inspect, makeMessages, seed, seedMaildir } from '../test/integrations/imap/helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const MESSAGES = Number(process.env.IMAP_BENCH_MESSAGES ?? 5000);
-const BIG = Number(process.env.IMAP_BENCH_BIG ?? 50_000);
+const SMOKE = process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
+const MESSAGES = Number(process.env.IMAP_BENCH_MESSAGES ?? (SMOKE ? 200 : 5000));
+const BIG = Number(process.env.IMAP_BENCH_BIG ?? (SMOKE ? 1000 : 50_000));
 const CONCURRENCY = String(Number(process.env.IMAP_BENCH_CONCURRENCY ?? 4));
 const RSS_TARGET = 200 * 1024 * 1024;
 
@@ -126,7 +130,12 @@ async function main(): Promise<void> {
     const seededBytes = seeded.reduce((n, m) => n + m.raw.length, 0);
     let t = performance.now();
     await seed(d, 'alice', boxes, seeded);
-    rows.push({ step: 'seed the account (APPEND, imapflow, 4 connections)', messages: MESSAGES, bytes: seededBytes, seconds: (performance.now() - t) / 1000 });
+    const seedSeconds = (performance.now() - t) / 1000;
+    rows.push({ step: 'seed the account (raw imapflow: APPEND, 4 connections)', messages: MESSAGES, bytes: seededBytes, seconds: seedSeconds });
+    t = performance.now();
+    await inspect(d, 'alice');
+    const rawFetchSeconds = (performance.now() - t) / 1000;
+    rows.push({ step: 'read the account (raw imapflow: FETCH BODY[] per mailbox, 1 connection)', messages: MESSAGES, bytes: seededBytes, seconds: rawFetchSeconds });
 
     // Backup: every message opened and read, as a first backup does.
     let snap: Awaited<ReturnType<LaunchedPlugin['host']['importAll']>> | undefined;
@@ -158,6 +167,17 @@ async function main(): Promise<void> {
       if (JSON.stringify(a.get(box)?.messages.map(key)) !== JSON.stringify(b.get(box)?.messages.map(key))) throw new Error(`restored ${box} differs`);
     }
     say('restored account compared with the source (sha256, flags, INTERNALDATE per message): identical');
+    const rate = (step: string): number => {
+      const r = rows.find((x) => x.step === step) as Row;
+      return r.messages / r.seconds;
+    };
+    const rssOf = (step: string): number => ((rows.find((x) => x.step === step) as Row).rss ?? NaN) / 1024 / 1024;
+    const n = MESSAGES.toLocaleString('en-US');
+    printFigure({ integration: 'imap', measure: `backup of a ${n}-message account`, value: rate('backup (every message read)'), unit: 'messages/s', limit: MESSAGES / rawFetchSeconds });
+    printFigure({ integration: 'imap', measure: `restore of a ${n}-message account`, value: rate('restore into an empty account'), unit: 'messages/s', limit: MESSAGES / seedSeconds });
+    printFigure({ integration: 'imap', measure: `restore again (skip_existing), ${n} messages`, value: rate('restore again (skip_existing: nothing appended)'), unit: 'messages/s' });
+    printFigure({ integration: 'imap', measure: `importer peak RSS, ${n}-message backup`, value: Math.round(rssOf('backup (every message read)')), unit: 'MB' });
+    printFigure({ integration: 'imap', measure: `exporter peak RSS, ${n}-message restore`, value: Math.round(rssOf('restore into an empty account')), unit: 'MB' });
 
     if (BIG > 0) {
       t = performance.now();
@@ -172,6 +192,9 @@ async function main(): Promise<void> {
       });
       const big = rows[rows.length - 1] as Row;
       big.note = `${big.note}; RSS target 200 MB ${(big.rss ?? Infinity) < RSS_TARGET ? 'met' : 'MISSED'}`;
+      const nb = BIG.toLocaleString('en-US');
+      printFigure({ integration: 'imap', measure: `backup of a ${nb}-message mailbox`, value: big.messages / big.seconds, unit: 'messages/s' });
+      printFigure({ integration: 'imap', measure: `importer peak RSS, ${nb}-message backup`, value: Math.round((big.rss ?? NaN) / 1024 / 1024), unit: 'MB', target: '< 200 MB' });
     }
   } finally {
     await d.stop();
