@@ -316,7 +316,7 @@ export class S3 {
 
   /** Checks the bucket answers with these credentials (one cheap listing of the prefix); fails fast. */
   async probe(what: string): Promise<void> {
-    await this.call(
+    const page = await this.call(
       what,
       (abortSignal) =>
         this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: this.prefix || undefined, MaxKeys: 1, ...this.payer }), {
@@ -324,6 +324,7 @@ export class S3 {
         }),
       { quick: true },
     );
+    checkListing(page, what);
   }
 
   /** Creates the bucket when it does not exist (with the region's location constraint outside us-east-1). */
@@ -377,7 +378,7 @@ export class S3 {
       );
     let next: Promise<ListObjectsV2CommandOutput> | undefined = fetchPage(undefined);
     while (next) {
-      const page: ListObjectsV2CommandOutput = await next;
+      const page: ListObjectsV2CommandOutput = checkListing(await next, what);
       next = page.IsTruncated ? (page.NextContinuationToken ? fetchPage(page.NextContinuationToken) : undefined) : undefined;
       if (page.IsTruncated && !page.NextContinuationToken) {
         throw new ServiceError('InvalidListing', `${what}: the service said the listing is truncated but gave no continuation token`);
@@ -523,4 +524,15 @@ export function decodeListedKey(key: string, encodingType: string | undefined): 
 /** Sockets for a connector whose calls run `parallel` at a time. */
 export function socketsFor(parallel: number): number {
   return Math.max(16, parallel + 8);
+}
+
+/**
+ * A listing answer that is not a ListBucketResult (an HTML portal page, an empty 200 from a proxy) parses as an empty
+ * page; every S3 implementation names the bucket in a real one, so its absence is refused instead of read as "no objects".
+ */
+function checkListing(page: ListObjectsV2CommandOutput, what: string): ListObjectsV2CommandOutput {
+  if (page.Name === undefined && page.KeyCount === undefined && page.Contents === undefined) {
+    throw new ServiceError('InvalidListing', `${what}: the answer is not an S3 listing (no ListBucketResult); check that the endpoint is an S3 service`);
+  }
+  return page;
 }

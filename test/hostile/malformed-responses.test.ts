@@ -112,6 +112,10 @@ describe('hostile input: malformed server answers', () => {
           const out = await run(t.integration, kind, t.proto, config);
           expect(server.requests, 'the connector reached the malformed server').toBeGreaterThan(0);
           expectClear(out, t.integration, kind, Object.entries(config).filter(([k]) => /secret|token|password/.test(k)).map(([, v]) => v));
+          // An answer that is not a listing at all must not pass for an empty source: that would be a silent loss.
+          if (kind === 'importer' && (mode === 'html-200' || mode === 'empty-200')) {
+            expect(out.ok, `${t.integration.name} importer took ${mode} for an empty listing: ${out.records} records`).toBe(false);
+          }
         };
         const known = KNOWN[`${t.integration.name} ${kind} ${mode}`];
         // A known bug, reported to the integration's owner: `it.fails` turns red the day it is fixed, to be moved back.
