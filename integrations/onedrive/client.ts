@@ -191,6 +191,11 @@ const NETWORK_ERROR_NAME = 'OneDriveNetworkError';
  * The last middleware before HTTPMessageHandler: maps Microsoft's hosts to the `endpoint` override when one is set
  * (TEST-SERVERS.md §4: the production chain and baseUrl stay untouched, so nextLinks keep working), and gives network
  * failures a recognisable name (the Graph client keeps only the name and message of what fetch threw).
+ *
+ * JSON answers (listing pages, items, errors) are read here, within the request: the Graph client would otherwise read
+ * them after the middleware chain and report a body cut short ("TypeError: terminated") as a GraphError carrying the
+ * answer's status (200), which no classifier can tell from a real answer. Read here, a cut body is a network error
+ * and is retried like any dropped connection. Other bodies (file bytes served directly) are left streaming.
  */
 class TransportMiddleware implements Middleware {
   private next: Middleware | undefined;
@@ -209,6 +214,8 @@ class TransportMiddleware implements Middleware {
     }
     try {
       await (this.next as Middleware).execute(context);
+      const res = context.response;
+      if (res?.body && /\bjson\b/i.test(res.headers.get('content-type') ?? '')) context.response = await buffered(res);
     } catch (err) {
       const signal = context.options?.signal ?? undefined;
       const e = networkError(err, signal ?? undefined);
@@ -217,6 +224,14 @@ class TransportMiddleware implements Middleware {
       throw wrapped;
     }
   }
+}
+
+/** `res` with its whole body read (a body cut short throws, like a dropped connection). */
+async function buffered(res: Response): Promise<Response> {
+  const body = await res.arrayBuffer();
+  const copy = new Response(body, { status: res.status, statusText: res.statusText, headers: res.headers });
+  Object.defineProperty(copy, 'url', { value: res.url });
+  return copy;
 }
 
 /** HTTP methods used with Graph. */

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { setLogLevel } from '../../../shared/log.ts';
 import { entriesFromTree, RESOURCE } from '../../harness/index.ts';
+import { startFaultProxy } from '../../faults/proxy.ts';
 import { TEST_CLIENT_ID, type GraphEmulator } from '../../servers/graph-emulator.ts';
 import { captureStderr, emulator, initError, itemAt, pseudoRandom, served, tempDir } from './helpers.ts';
 
@@ -50,6 +51,32 @@ describe('onedrive resilience: throttling and failures', () => {
       s.close();
     }
   });
+
+  for (const listing of ['delta', 'children'] as const) {
+    it(`retries a ${listing} listing page whose body is cut short (200, full Content-Length, half the JSON sent)`, async () => {
+      // Only listing pages go through the proxy's cut: two of them lose the second half of their body.
+      const page = (url: string): boolean => (listing === 'delta' ? /\/delta\b/ : /\/children\b/).test(url);
+      const proxy = await startFaultProxy({
+        layer: 'http',
+        target: emu.url,
+        fault: { kind: 'truncate', times: 2, minBytes: 200, match: (r) => r.method === 'GET' && page(r.url) },
+      });
+      const config = { ...emu.config('onedrive:///Storm', { listing }), endpoint: proxy.endpoint };
+      const s = await served('importer', config);
+      try {
+        const out = await s.host.importAll({ content: 'sha256', maxConcurrency: 4 });
+        expect(proxy.stats.truncated).toBe(2);
+        expect(out.status.code).toBe(0);
+        expect(out.itemErrors.map((e) => e.message)).toEqual([]);
+        expect([...out.contents.keys()].filter((k) => !k.startsWith('xattr:'))).toHaveLength(21);
+        expect(out.contents.get('/Storm/f13.txt')).toBe(sha256('file 13'));
+        expect(out.contents.get('/Storm/big.bin')).toBe(sha256(pseudoRandom(1_500_000, 3)));
+      } finally {
+        s.close();
+        await proxy.close();
+      }
+    });
+  }
 
   it('waits as long as Retry-After says', async () => {
     const s = await served('storage', emu.config('onedrive:///Repos/wait'));
