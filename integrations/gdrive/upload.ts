@@ -252,6 +252,13 @@ async function put(client: DriveClient, session: Session, body: Buffer, contentR
 /** Thrown when Drive forgot the session: the content already sent cannot be read again from the stream. */
 class SessionLostError extends ServiceError {}
 
+/**
+ * Sends the content in requests of `chunkSize` bytes (a multiple of 256 KiB) from one buffer that always starts at the
+ * first byte Drive has not committed. Drive may commit only a prefix of a request (a cut connection, or by choice), at
+ * any byte: the uncommitted rest is moved to the front of the buffer, which is then topped up from the stream, so the
+ * next request starts where Drive stopped and is again a whole chunk (as Google's own client libraries do). Memory
+ * stays at one chunk per upload.
+ */
 async function resumable(
   client: DriveClient,
   target: UploadTarget,
@@ -261,21 +268,22 @@ async function resumable(
   md5: ReturnType<typeof createHash>,
 ): Promise<{ file: DriveFile; size: number }> {
   let session = await startSession(client, target);
+  /** Bytes Drive has committed: the buffer holds the content from here. */
   let offset = 0;
-  // One buffer for every chunk of this upload (filled, sent until Drive has it, then refilled).
   const buffer = Buffer.allocUnsafe(chunkSize);
   first.copy(buffer);
-  let chunk = buffer.subarray(0, await reader.fill(buffer, first.length));
+  let filled = await reader.fill(buffer, first.length);
+  md5.update(buffer.subarray(0, filled));
   for (;;) {
     const final = reader.done;
-    const total = final ? offset + chunk.length : undefined;
+    const chunk = buffer.subarray(0, filled);
+    const total = final ? offset + filled : undefined;
     if (total !== undefined) checkSize(target, total);
-    md5.update(chunk);
-    let answer: DriveFile | undefined;
+    let answer: ChunkAnswer;
     try {
       answer = await sendChunk(client, session, target, chunk, offset, total);
     } catch (err) {
-      // Google forgets sessions after about a week or on errors; the first chunk is still in memory, so start over.
+      // Google forgets sessions after about a week or on errors; nothing is committed yet, so start over.
       if (err instanceof SessionLostError && offset === 0) {
         client.log.debug('upload session lost before anything was stored; starting a new one', { what: target.what });
         session = await startSession(client, target);
@@ -284,44 +292,53 @@ async function resumable(
         throw err;
       }
     }
-    offset += chunk.length;
-    if (final) {
-      if (!answer) throw new ServiceError('uploadIncomplete', `${target.what}: Drive did not confirm the end of the upload`);
-      return { file: answer, size: offset };
+    if ('done' in answer) {
+      if (total === undefined) throw new ServiceError('uploadIncomplete', `${target.what}: Drive ended the upload after ${offset + filled} bytes, before the end of the content`);
+      return { file: answer.done, size: total };
     }
-    chunk = buffer.subarray(0, await reader.fill(buffer, 0));
+    if (total !== undefined) throw new ServiceError('uploadIncomplete', `${target.what}: Drive did not confirm the end of the upload`);
+    // Keep what Drive has not committed (normally nothing) and top the buffer up from the stream.
+    const kept = offset + filled - answer.persisted;
+    buffer.copy(buffer, 0, filled - kept, filled);
+    offset = answer.persisted;
+    filled = await reader.fill(buffer, kept);
+    md5.update(buffer.subarray(kept, filled));
   }
 }
 
 /**
- * Sends bytes [offset, offset+chunk.length) and returns the file when this completed the upload. A retry first asks
- * Drive how much it has (`bytes *\/total`) and sends only the rest, so a dropped connection resumes mid-chunk.
+ * Sends bytes [offset, offset+chunk.length). Not the last request: sent whole (a multiple of 256 KiB) and answers how
+ * far Drive committed (more than `offset`, perhaps less than the end). The last request: resent from wherever Drive
+ * stopped until it answers the file. A retry first asks Drive how much it has (`bytes *\/total`), so a request cut
+ * mid-way resumes from Drive's `Range`, whatever byte that is.
  */
-async function sendChunk(client: DriveClient, session: Session, target: UploadTarget, chunk: Buffer, offset: number, total: number | undefined): Promise<DriveFile | undefined> {
+async function sendChunk(client: DriveClient, session: Session, target: UploadTarget, chunk: Buffer, offset: number, total: number | undefined): Promise<ChunkAnswer> {
   const end = offset + chunk.length;
   const totalText = total === undefined ? '*' : String(total);
   const what = `${target.what} (bytes ${offset}-${end - 1}${total !== undefined ? ` of ${total}` : ''})`;
   try {
-    return await client.call(what, async (attempt) => {
+    return await client.call(what, async (attempt): Promise<ChunkAnswer> => {
       let persisted = offset;
       if (attempt > 1) {
         const st = await put(client, session, Buffer.alloc(0), `bytes */${totalText}`);
-        if ('done' in st) return st.done;
+        if ('done' in st) return st;
         persisted = st.persisted;
-      }
-      for (let rounds = 0; rounds < 100; rounds++) {
         if (persisted < offset) {
           throw new SessionLostError('uploadRewound', `${what}: Drive lost bytes ${persisted}-${offset - 1} that were already sent; they cannot be read again`);
         }
-        if (persisted >= end && total === undefined) return undefined;
+        // Part of a middle request arrived before the cut: the caller continues from there with a whole chunk.
+        if (total === undefined && persisted > offset) return { persisted: Math.min(persisted, end) };
+      }
+      for (let rounds = 0; rounds < 100; rounds++) {
         const body = chunk.subarray(persisted - offset);
         const range = body.length === 0 ? `bytes */${totalText}` : `bytes ${persisted}-${end - 1}/${totalText}`;
         const st = await put(client, session, body, range);
-        if ('done' in st) return st.done;
-        if (st.persisted >= end && total === undefined) return undefined;
+        if ('done' in st) return st;
         if (st.persisted <= persisted && body.length > 0) {
           throw new ServiceError('uploadStalled', `${what}: Drive accepted none of the bytes sent`);
         }
+        if (st.persisted > end) throw new ServiceError('uploadRewound', `${what}: Drive reports ${st.persisted} bytes stored, more than were sent`);
+        if (total === undefined) return { persisted: st.persisted };
         persisted = st.persisted;
       }
       throw new ServiceError('uploadStalled', `${what}: Drive keeps asking for the same bytes`);

@@ -111,8 +111,12 @@ export interface EmuFile {
 /** What a fault does to a matching request. */
 export type FaultAction =
   | { kind: 'error'; status: number; reason: string; message?: string; retryAfter?: string }
-  /** Closes the connection; with `afterBytes`, after reading (uploads) or sending (downloads) that many body bytes. */
-  | { kind: 'drop'; afterBytes?: number }
+  /**
+   * Closes the connection; with `afterBytes`, after reading (uploads) or sending (downloads) that many body bytes. An
+   * upload chunk cut this way keeps the whole 256 KiB units it received, or with `unaligned` every byte received (Drive
+   * may commit any prefix of a cut request; its `Range` then ends mid-unit, as after a real cut connection).
+   */
+  | { kind: 'drop'; afterBytes?: number; unaligned?: boolean }
   /** Handles the request completely, then closes the connection instead of answering (the answer is lost). */
   | { kind: 'lose-answer' }
   /** Downloads: sends `afterBytes` of the body, then goes silent for `ms` before going on. */
@@ -573,8 +577,8 @@ export class DriveEmulator {
   }
 
   /** The next `times` requests (of `routes`) lose their connection, optionally after `afterBytes` body bytes. */
-  dropNext(times: number, routes?: Route[], afterBytes?: number): void {
-    this.addFault({ routes, times, action: { kind: 'drop', afterBytes } });
+  dropNext(times: number, routes?: Route[], afterBytes?: number, unaligned = false): void {
+    this.addFault({ routes, times, action: { kind: 'drop', afterBytes, unaligned } });
   }
 
   /** Removes every fault rule. */
@@ -685,7 +689,7 @@ export class DriveEmulator {
       if (route === 'token') return await this.token(req, res);
       if (route === 'auth') return this.authorize(url, res);
       const corrupt = fault?.kind === 'corrupt';
-      if (route === 'chunk') return await this.chunk(req, res, url, drop?.afterBytes, corrupt);
+      if (route === 'chunk') return await this.chunk(req, res, url, drop?.afterBytes, corrupt, drop?.unaligned === true);
       if (route === 'unknown') {
         await drain(req);
         throw new HttpError(404, 'notFound', `Not Found: ${method} ${url.pathname}`);
@@ -1368,7 +1372,7 @@ export class DriveEmulator {
     });
   }
 
-  private async chunk(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter?: number, corrupt = false): Promise<void> {
+  private async chunk(req: IncomingMessage, res: ServerResponse, url: URL, dropAfter?: number, corrupt = false, unaligned = false): Promise<void> {
     const sid = url.searchParams.get('upload_id') ?? '';
     const s = this.sessions.get(sid);
     if (!s || s.gone) {
@@ -1437,7 +1441,7 @@ export class DriveEmulator {
     let offset = first;
     let read = 0;
     let keep = Infinity;
-    if (dropAfter !== undefined) keep = Math.floor(Math.min(dropAfter, length) / CHUNK_GRANULARITY) * CHUNK_GRANULARITY;
+    if (dropAfter !== undefined) keep = unaligned ? Math.min(dropAfter, length) : Math.floor(Math.min(dropAfter, length) / CHUNK_GRANULARITY) * CHUNK_GRANULARITY;
     try {
       for await (const c of req) {
         let buf = c as Buffer;
