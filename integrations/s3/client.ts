@@ -44,9 +44,6 @@ const COALESCE = 256 * 1024;
 /** A TCP connect taking longer than this is a failed attempt. */
 const CONNECT_TIMEOUT_MS = 20_000;
 
-/** A socket idle for this long (no byte either way) is a failed attempt: a stalled transfer is retried. */
-const IDLE_TIMEOUT_MS = 120_000;
-
 /** S3 error codes meaning "slow down" (throttle every caller). */
 const THROTTLE_CODES = new Set([
   'SlowDown',
@@ -229,7 +226,8 @@ export class S3 {
         httpAgent,
         httpsAgent,
         connectionTimeout: CONNECT_TIMEOUT_MS,
-        socketTimeout: IDLE_TIMEOUT_MS,
+        // A socket idle for `timeout` (no byte either way) is a failed attempt: a stalled transfer is retried.
+        socketTimeout: o.timeout,
       }),
     };
     if (o.accessKey !== undefined && o.secretAccessKey !== undefined) {

@@ -103,6 +103,12 @@ export const commonOptions = [
     max: 1000,
     advanced: true,
   }),
+  opt.duration('timeout', {
+    help: 'Longest a request may stall (no byte sent or received: a listing, an upload, a download) before it is abandoned and retried.',
+    default: 120_000,
+    min: 1000,
+    advanced: true,
+  }),
   maxRetriesOption,
 ] as const;
 
