@@ -22,8 +22,7 @@ const subject: Subject = {
   layer: 'http',
   faults: FAULT_NAMES,
   upstream: () => rgw.endpoint,
-  // The SDK's socket idle timeout (120 s) has no option: a stall shorter than it is waited out.
-  stallMs: 3_000,
+  stallMs: 30_000,
   errorBody: (status) => {
     const [code, message] = S3_ERRORS[status] ?? ['InternalError', 'injected'];
     return { contentType: 'application/xml', text: `<?xml version="1.0" encoding="UTF-8"?><Error><Code>${code}</Code><Message>${message}</Message><RequestId>fault-proxy</RequestId></Error>` };
@@ -33,6 +32,8 @@ const subject: Subject = {
     access_key: rgw.accessKey,
     secret_access_key: rgw.secretKey,
     use_tls: 'false',
+    // Through the proxy, a connection silent for 5 s is abandoned and the request retried (the default is 2 minutes).
+    ...(via ? { timeout: '5s' } : {}),
     max_retries: '6',
   }),
   storeConfig: (name, via) => ({
@@ -40,6 +41,8 @@ const subject: Subject = {
     access_key: rgw.accessKey,
     secret_access_key: rgw.secretKey,
     use_tls: 'false',
+    // Through the proxy, a connection silent for 5 s is abandoned and the request retried (the default is 2 minutes).
+    ...(via ? { timeout: '5s' } : {}),
     max_retries: '6',
   }),
   tree: {
