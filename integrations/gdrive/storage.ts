@@ -100,10 +100,14 @@ class Repository {
     this.chunkSize = chunkSize;
   }
 
-  /** Ids of the folder at `rel` (several when concurrent processes each created one); created when asked. */
-  private folder(rel: string, create: boolean): Promise<string[]> {
+  /**
+   * Ids of the folder at `rel`, oldest first (several when concurrent processes each created one; objects are written
+   * to the oldest, which every process picks alike); created when asked. `refresh` asks Drive again, for this folder
+   * and its parents, instead of answering from what this process remembers (another process may have created some).
+   */
+  private folder(rel: string, create: boolean, refresh = false): Promise<string[]> {
     const cached = this.folders.get(rel);
-    if (cached) return cached;
+    if (cached && !(refresh && rel !== '')) return cached;
     const p = (async (): Promise<string[]> => {
       if (rel === '') {
         const found = await this.client.resolveFolder(this.client.start.id, this.segments, create, this.client.start.label);
@@ -113,19 +117,22 @@ class Repository {
       }
       const parentRel = rel.includes('/') ? rel.slice(0, rel.lastIndexOf('/')) : '';
       const name = rel.slice(rel.lastIndexOf('/') + 1);
-      const parents = await this.folder(parentRel, create);
+      const parents = await this.folder(parentRel, create, refresh);
       if (parents.length === 0) return [];
-      let ids: string[] = [];
-      if (!this.fresh.has(parentRel)) {
-        for (const pid of parents) {
-          const found = await this.client.children(pid, `look up folder ${rel} of the repository at ${this.label}`, { name, foldersOnly: true, fields: 'id,createdTime' });
-          ids.push(...found.map((f) => f.id as string));
-        }
-      }
+      const what = `look up folder ${rel} of the repository at ${this.label}`;
+      const find = async (): Promise<string[]> => {
+        const found: DriveFile[] = [];
+        for (const pid of parents) found.push(...(await this.client.children(pid, what, { name, foldersOnly: true, fields: 'id,createdTime' })));
+        return oldestFirst(found).map((f) => f.id as string);
+      };
+      let ids = this.fresh.has(parentRel) && !refresh ? [] : await find();
       if (ids.length === 0 && create) {
         const f = await this.client.createFolder(parents[0] as string, name, `create folder ${rel} of the repository at ${this.label}`);
-        ids = [f.id as string];
-        this.fresh.add(rel);
+        // Another process may have created the same folder meanwhile: list again and use the oldest, as it will.
+        ids = await find();
+        if (!ids.includes(f.id as string)) ids.push(f.id as string);
+        if (ids[0] === f.id && ids.length === 1) this.fresh.add(rel);
+        else this.fresh.delete(rel);
       }
       return ids;
     })();
@@ -133,9 +140,11 @@ class Repository {
     // Only positive answers are kept: a folder another process creates later must still be found.
     p.then(
       (ids) => {
-        if (ids.length === 0) this.folders.delete(rel);
+        if (ids.length === 0 && this.folders.get(rel) === p) this.folders.delete(rel);
       },
-      () => this.folders.delete(rel),
+      () => {
+        if (this.folders.get(rel) === p) this.folders.delete(rel);
+      },
     );
     return p;
   }
@@ -166,8 +175,18 @@ class Repository {
     return Buffer.concat(parts);
   }
 
-  /** Every copy of an object (normally one), newest first; cached unless `fresh` is asked. */
-  private async lookup(resource: Resource, mac: Buffer, what: string, refresh = false): Promise<StoredObject[]> {
+  /**
+   * Every copy of an object (normally one), newest first; cached unless `refresh` is asked. With `confirm`, a miss is
+   * looked up again with the folders asked afresh from Drive before the object is called missing: another process (the
+   * command and its cache daemon) may have stored it in folders this process has not seen.
+   */
+  private async lookup(resource: Resource, mac: Buffer, what: string, refresh = false, confirm = false): Promise<StoredObject[]> {
+    const out = await this.lookupOnce(resource, mac, what, refresh, false);
+    if (out.length > 0 || !confirm) return out;
+    return this.lookupOnce(resource, mac, what, true, true);
+  }
+
+  private async lookupOnce(resource: Resource, mac: Buffer, what: string, refresh: boolean, refreshFolders: boolean): Promise<StoredObject[]> {
     const name = objectName(resource, mac);
     // Locks are rewritten in place by other processes: never trust a remembered size or checksum for them.
     if (resource === 'lock') refresh = true;
@@ -183,7 +202,7 @@ class Repository {
         if (found) return [found];
       }
     }
-    const parents = await this.folder(objectFolder(resource, mac), false);
+    const parents = await this.folder(objectFolder(resource, mac), false, refreshFolders);
     if (parents.length === 0) return [];
     const q = `name = ${quoteQuery(macHex(mac))} and trashed = false and (${parents.map((p) => `${quoteQuery(p)} in parents`).join(' or ')})`;
     const found: DriveFile[] = [];
@@ -244,7 +263,7 @@ class Repository {
 
   async get(resource: Resource, mac: Buffer, range: { offset: number; length: number } | undefined): Promise<Readable> {
     const what = `read ${resource} ${macHex(mac)} at ${this.label}`;
-    const obj = (await this.lookup(resource, mac, what))[0];
+    const obj = (await this.lookup(resource, mac, what, false, true))[0];
     if (!obj) throw new NotFoundError(`${resource} ${macHex(mac)} not found at ${this.label}`);
     const source = this.client.download(obj, what, range);
     const name = objectName(resource, mac);
@@ -269,7 +288,7 @@ class Repository {
 
   async delete(resource: Resource, mac: Buffer): Promise<void> {
     const what = `delete ${resource} ${macHex(mac)} at ${this.label}`;
-    const copies = await this.lookup(resource, mac, what, true);
+    const copies = await this.lookup(resource, mac, what, true, true);
     if (copies.length === 0) throw new NotFoundError(`${resource} ${macHex(mac)} not found at ${this.label}`);
     for (const c of copies) {
       try {
@@ -285,25 +304,29 @@ class Repository {
   /** Every MAC of `resource`: pages through the fan-out folders, 50 per query; foreign names are skipped. */
   async *list(resource: Resource): AsyncGenerator<Buffer> {
     const { dir, fanout } = RESOURCE_DIRS[resource];
-    const top = await this.folder(dir, false);
+    // Always asked afresh: another process may have created folders (even a second copy of this one) since.
+    const top = await this.folder(dir, false, true);
     if (top.length === 0) return;
     const what = `list the ${resource}s at ${this.label}`;
     const folderNames = new Map<string, string>();
     if (fanout) {
+      const subfolders: DriveFile[] = [];
       for (const t of top) {
-        for await (const page of this.client.listPages(`${quoteQuery(t)} in parents and trashed = false and mimeType = ${quoteQuery(FOLDER_MIME)}`, what, { fields: 'id,name' })) {
-          for (const f of page) if (f.id && /^[0-9a-f]{2}$/.test(f.name ?? '')) folderNames.set(f.id, `${dir}/${f.name}`);
+        for await (const page of this.client.listPages(`${quoteQuery(t)} in parents and trashed = false and mimeType = ${quoteQuery(FOLDER_MIME)}`, what, { fields: 'id,name,createdTime' })) {
+          subfolders.push(...page.filter((f) => f.id && /^[0-9a-f]{2}$/.test(f.name ?? '')));
         }
       }
+      for (const f of oldestFirst(subfolders)) folderNames.set(f.id as string, `${dir}/${f.name}`);
     } else {
       for (const t of top) folderNames.set(t, dir);
     }
     const ids = [...folderNames.keys()];
     if (fanout) {
-      // Remember the fan-out folders, so the lookups that follow do not look them up one by one.
+      // Remember the fan-out folders as Drive has them now (oldest first), so the lookups that follow do not look them
+      // up one by one.
       const byName = new Map<string, string[]>();
       for (const [id, rel] of folderNames) byName.set(rel, [...(byName.get(rel) ?? []), id]);
-      for (const [rel, found] of byName) if (!this.folders.has(rel)) this.folders.set(rel, Promise.resolve(found));
+      for (const [rel, found] of byName) this.folders.set(rel, Promise.resolve(found));
     }
     // A name stored twice (two processes writing it at once) is one object, read from its newest copy.
     const seen = new Map<string, number>();
@@ -341,4 +364,9 @@ class Repository {
 /** The newest of several same-named files. */
 function newest(files: DriveFile[]): DriveFile | undefined {
   return [...files].sort((a, b) => Date.parse(b.modifiedTime ?? '') - Date.parse(a.modifiedTime ?? ''))[0];
+}
+
+/** Folders oldest first, ties broken by id: every process orders the copies of a folder alike. */
+function oldestFirst(files: DriveFile[]): DriveFile[] {
+  return files.filter((f) => f.id).sort((a, b) => (a.createdTime ?? '').localeCompare(b.createdTime ?? '') || (a.id as string).localeCompare(b.id as string));
 }

@@ -107,6 +107,44 @@ describe('gdrive storage: layout and writes', () => {
     other.close();
   });
 
+  it('two processes on one repository (the command and its cache daemon) see what the other stored: Gets, Lists, folders it made', async () => {
+    const e = drive.emu;
+    const a = await connect('storage', drive.config('gdrive:///pair', { cache: 'false' }));
+    await a.host.create(Buffer.from('_KLOSET_pair'));
+    const b = await connect('storage', drive.config('gdrive:///pair', { cache: 'false' }));
+    const hex = (m: Buffer): string => m.toString('hex');
+    // First Puts at the same time: both may create packfiles/ and packfiles/31/; each must still find the other's.
+    await Promise.all([a.host.put(RESOURCE.PACKFILE, mac(0x31, 1), Buffer.from('a1')), b.host.put(RESOURCE.PACKFILE, mac(0x31, 2), Buffer.from('b2'))]);
+    expect((await a.host.get(RESOURCE.PACKFILE, mac(0x31, 2))).toString()).toBe('b2');
+    expect((await b.host.get(RESOURCE.PACKFILE, mac(0x31, 1))).toString()).toBe('a1');
+    // b stores into a fan-out folder a has not seen, after a listed and remembered the folders.
+    expect((await a.host.list(RESOURCE.PACKFILE)).map(hex).sort()).toEqual([hex(mac(0x31, 1)), hex(mac(0x31, 2))].sort());
+    await b.host.put(RESOURCE.PACKFILE, mac(0x32), Buffer.from('b3'));
+    expect((await a.host.get(RESOURCE.PACKFILE, mac(0x32))).toString()).toBe('b3');
+    // A third process made its own copy of packfiles/31 after a remembered the folder: a Get and a List still find it.
+    const packfiles = e.children(e.lookup('pair')?.id as string).filter((c) => c.name === 'packfiles');
+    const twin = e.createFolder(packfiles[0]?.id as string, '31');
+    await e.createFile(twin, hex(mac(0x31, 3)), 'c3');
+    expect((await a.host.get(RESOURCE.PACKFILE, mac(0x31, 3))).toString()).toBe('c3');
+    const all = [mac(0x31, 1), mac(0x31, 2), mac(0x31, 3), mac(0x32)].map(hex).sort();
+    expect((await b.host.list(RESOURCE.PACKFILE)).map(hex).sort()).toEqual(all);
+    expect((await a.host.list(RESOURCE.PACKFILE)).map(hex).sort()).toEqual(all);
+    // Whichever of the copies each process created, both now write to the same (oldest) folders.
+    await a.host.put(RESOURCE.PACKFILE, mac(0x31, 4), Buffer.from('a4'));
+    await b.host.put(RESOURCE.PACKFILE, mac(0x31, 5), Buffer.from('b5'));
+    const folders31 = e
+      .children(e.lookup('pair')?.id as string)
+      .filter((c) => c.name === 'packfiles')
+      .flatMap((p) => e.children(p.id).filter((c) => c.name === '31'));
+    const holder = (m: Buffer): string | undefined => folders31.find((f) => e.children(f.id).some((c) => c.name === hex(m)))?.id;
+    expect(holder(mac(0x31, 4))).toBeDefined();
+    expect(holder(mac(0x31, 4))).toBe(holder(mac(0x31, 5)));
+    expect((await b.host.get(RESOURCE.PACKFILE, mac(0x31, 4))).toString()).toBe('a4');
+    expect((await a.host.get(RESOURCE.PACKFILE, mac(0x31, 5))).toString()).toBe('b5');
+    a.close();
+    b.close();
+  });
+
   it('ranged Gets read each answer to its end, so connections go back to the pool instead of piling up', async () => {
     const e = drive.emu;
     const s = await connect('storage', drive.config('gdrive:///pooled', { cache: 'false' }));
