@@ -12,7 +12,7 @@ import { pseudoRandomStream } from '../../servers/drive-emulator.ts';
 import { dateOf, startDrive, type TestDrive } from './helpers.ts';
 
 const MiB = 1024 * 1024;
-const BIG = Math.round(Number(process.env.GDRIVE_TEST_BIG_FILE_MIB ?? 300) * MiB) + 12_345;
+const BIG = Math.round(Number(process.env.GDRIVE_TEST_BIG_FILE_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 300)) * MiB) + 12_345;
 const LIMIT = 200 * MiB;
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 

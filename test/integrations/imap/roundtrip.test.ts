@@ -6,7 +6,7 @@ import { startDovecot, type Dovecot } from './dovecot.ts';
 import { accountConfig, backup, expectedMessages, inspect, makeMessages, restore, seed, snapshotEntries, type SeedMessage } from './helpers.ts';
 
 /** Messages seeded (IMAP_TEST_MESSAGES overrides for a quicker run while developing). */
-const COUNT = Number(process.env.IMAP_TEST_MESSAGES ?? 5000);
+const COUNT = Number(process.env.IMAP_TEST_MESSAGES ?? (process.env.KLOSET_TS_FULL_SCALE ? 5000 : 1000));
 
 /** Nested, unicode, delimiter-containing (`.` is the other server's delimiter) and punctuation-heavy names. */
 const MAILBOXES = [

@@ -14,7 +14,7 @@ export { integration };
  * The sizes of issue #8: a 300 MiB file in the round trip, a 5,000-object repository. `ONEDRIVE_BIG_MIB` and
  * `ONEDRIVE_OBJECTS` change them (and the conformance suites' large object and object count, 24 MiB and 600 by default).
  */
-export const BIG_FILE_BYTES = Number(process.env.ONEDRIVE_BIG_MIB ?? 300) * 1024 * 1024 + 12_345;
+export const BIG_FILE_BYTES = Number(process.env.ONEDRIVE_BIG_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 300 : 64)) * 1024 * 1024 + 12_345;
 export const MANY_OBJECTS = Number(process.env.ONEDRIVE_OBJECTS ?? 5000);
 
 /** Starts an emulator. */

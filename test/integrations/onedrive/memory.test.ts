@@ -15,7 +15,7 @@ const ROOT = join(import.meta.dirname, '..', '..', '..');
 const MANIFEST = join(ROOT, 'dist', 'onedrive', 'manifest.yaml');
 const BUILT = process.env.KLOSET_TS_SPAWN === '1' && existsSync(MANIFEST);
 const MiB = 1024 * 1024;
-const SIZE = Number(process.env.ONEDRIVE_MEMORY_MIB ?? 2048) * MiB;
+const SIZE = Number(process.env.ONEDRIVE_MEMORY_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 512)) * MiB;
 /** "200 MB" as the other memory checks of this repository read it (test/conformance/storage.ts, imap's memory test). */
 const LIMIT = 200 * MiB;
 

@@ -19,7 +19,7 @@ const MiB = 1024 * 1024;
  * The suite uses 512 MiB, which fails just the same for a connector that holds a whole object (512 MiB > 200 MB) or
  * a fixed share of it, in a quarter of the time; bench/s3.ts measures the 2 GiB case by default.
  */
-const SIZE_MIB = Number(process.env.KLOSET_TS_S3_MEMORY_MIB ?? 512);
+const SIZE_MIB = Number(process.env.KLOSET_TS_S3_MEMORY_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 512));
 const SIZE = SIZE_MIB * MiB;
 const LIMIT = 200 * 1000 * 1000;
 /** With KLOSET_TS_SPAWN=1 the built single executable (dist/s3/s3); otherwise the sources run by Node through tsx. */

@@ -15,9 +15,9 @@ const target = { integration, packageDir: join(import.meta.dirname, '..', '..', 
  * radosgw serves about 200 requests/s and 10 MB/s of uploads, which makes that run take about 3.5 minutes on its own,
  * so the suite runs 400 objects and 32 MiB, and `KLOSET_TS_S3_OBJECTS=3000 KLOSET_TS_S3_LARGE_MIB=200` the full size.
  */
-const OBJECTS = Number(process.env.KLOSET_TS_S3_OBJECTS ?? 400);
+const OBJECTS = Number(process.env.KLOSET_TS_S3_OBJECTS ?? (process.env.KLOSET_TS_FULL_SCALE ? 3000 : 400));
 /** Size of the large object in MiB. */
-const LARGE_MIB = Number(process.env.KLOSET_TS_S3_LARGE_MIB ?? 32);
+const LARGE_MIB = Number(process.env.KLOSET_TS_S3_LARGE_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 200 : 32));
 
 const rgw = await radosgw();
 const sdk: S3Client = sdkClient(rgw);
