@@ -44,6 +44,5 @@ export { providedServer } from './provided.ts';
 
 declare module 'vitest' {
   /** Values `test/global-setup.ts` provides: `inject('server:radosgw')` etc. (undefined when not started). */
-  // eslint-disable-next-line @typescript-eslint/no-empty-object-type
   export interface ProvidedContext extends ProvidedServers {}
 }
