@@ -1,8 +1,7 @@
 // Fault matrix of the caldav connectors (importer, exporter) against Radicale, every fault class.
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { integration } from '../../integrations/caldav/index.ts';
 import { providedServer } from '../servers/provided.ts';
-import { FAULT_NAMES, Matrix, MatrixRun, modeLine, type Subject } from './matrix.ts';
+import { FAULT_NAMES, describeMatrix, type Subject } from './matrix.ts';
 
 const radicale = providedServer('radicale');
 const user = radicale.users[0] as { user: string; password: string };
@@ -66,24 +65,4 @@ const subject: Subject = {
   secrets: [user.password],
 };
 
-const matrix = new Matrix();
-const run = new MatrixRun(subject, matrix);
-
-beforeAll(async () => {
-  await run.seed();
-}, 120_000);
-
-afterAll(async () => {
-  await run.finish();
-  process.stdout.write(`\nfault matrix, caldav vs Radicale, ${modeLine()}:\n${matrix.render()}\n`);
-});
-
-describe('fault matrix: caldav', () => {
-  for (const kind of subject.kinds) {
-    for (const fault of subject.faults) {
-      it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
-        await run.cell(kind, fault);
-      }, 120_000);
-    }
-  }
-});
+describeMatrix(subject, 'Radicale');

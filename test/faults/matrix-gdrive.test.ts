@@ -1,9 +1,8 @@
 // Fault matrix of the gdrive connectors (importer, exporter, storage) against the Drive emulator, every fault class.
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { integration } from '../../integrations/gdrive/index.ts';
 import { pseudoRandom } from '../conformance/data.ts';
 import { DriveEmulator } from '../servers/drive-emulator.ts';
-import { FAULT_NAMES, Matrix, MatrixRun, modeLine, type Subject } from './matrix.ts';
+import { FAULT_NAMES, describeMatrix, type Subject } from './matrix.ts';
 
 const CLIENT_ID = 'faults-client.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-faults-client-secret';
@@ -58,25 +57,4 @@ const subject: Subject = {
   secrets: [CLIENT_SECRET, refreshToken],
 };
 
-const matrix = new Matrix();
-const run = new MatrixRun(subject, matrix);
-
-beforeAll(async () => {
-  await run.seed();
-}, 120_000);
-
-afterAll(async () => {
-  await run.finish();
-  await emu.close();
-  process.stdout.write(`\nfault matrix, gdrive vs the Drive emulator, ${modeLine()}:\n${matrix.render()}\n`);
-});
-
-describe('fault matrix: gdrive', () => {
-  for (const kind of subject.kinds) {
-    for (const fault of subject.faults) {
-      it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
-        await run.cell(kind, fault);
-      }, 120_000);
-    }
-  }
-});
+describeMatrix(subject, 'the Drive emulator', () => emu.close());

@@ -1,10 +1,9 @@
 // Fault matrix of the imap connectors (importer, exporter, storage) against Dovecot: byte-stream faults only (IMAP
 // has no HTTP layer).
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { integration } from '../../integrations/imap/index.ts';
 import { pseudoRandom } from '../conformance/data.ts';
 import { providedServer } from '../servers/provided.ts';
-import { Matrix, MatrixRun, modeLine, TCP_FAULTS, type Subject } from './matrix.ts';
+import { describeMatrix, TCP_FAULTS, type Subject } from './matrix.ts';
 
 const dovecot = providedServer('dovecot');
 const user = dovecot.users[0] as { user: string; password: string };
@@ -75,24 +74,4 @@ const subject: Subject = {
   secrets: [user.password],
 };
 
-const matrix = new Matrix();
-const run = new MatrixRun(subject, matrix);
-
-beforeAll(async () => {
-  await run.seed();
-}, 120_000);
-
-afterAll(async () => {
-  await run.finish();
-  process.stdout.write(`\nfault matrix, imap vs Dovecot, ${modeLine()}:\n${matrix.render()}\n`);
-});
-
-describe('fault matrix: imap', () => {
-  for (const kind of subject.kinds) {
-    for (const fault of subject.faults) {
-      it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
-        await run.cell(kind, fault);
-      }, 120_000);
-    }
-  }
-});
+describeMatrix(subject, 'Dovecot');

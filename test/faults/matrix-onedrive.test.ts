@@ -1,9 +1,8 @@
 // Fault matrix of the onedrive connectors (importer, exporter, storage) against the Graph emulator, every fault class.
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { integration } from '../../integrations/onedrive/index.ts';
 import { pseudoRandom } from '../conformance/data.ts';
 import { startGraphEmulator } from '../servers/graph-emulator.ts';
-import { FAULT_NAMES, Matrix, MatrixRun, modeLine, type Subject } from './matrix.ts';
+import { FAULT_NAMES, describeMatrix, type Subject } from './matrix.ts';
 
 const emu = await startGraphEmulator();
 const direct = emu.url;
@@ -52,25 +51,4 @@ const subject: Subject = {
   secrets,
 };
 
-const matrix = new Matrix();
-const run = new MatrixRun(subject, matrix);
-
-beforeAll(async () => {
-  await run.seed();
-}, 120_000);
-
-afterAll(async () => {
-  await run.finish();
-  await emu.close();
-  process.stdout.write(`\nfault matrix, onedrive vs the Graph emulator, ${modeLine()}:\n${matrix.render()}\n`);
-});
-
-describe('fault matrix: onedrive', () => {
-  for (const kind of subject.kinds) {
-    for (const fault of subject.faults) {
-      it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
-        await run.cell(kind, fault);
-      }, 120_000);
-    }
-  }
-});
+describeMatrix(subject, 'the Graph emulator', () => emu.close());

@@ -1,9 +1,8 @@
 // Fault matrix of the s3 connectors (importer, exporter, storage) against radosgw, every fault class.
-import { afterAll, beforeAll, describe, it } from 'vitest';
 import { integration } from '../../integrations/s3/index.ts';
 import { pseudoRandom } from '../conformance/data.ts';
 import { providedServer } from '../servers/provided.ts';
-import { FAULT_NAMES, Matrix, MatrixRun, modeLine, type Subject } from './matrix.ts';
+import { FAULT_NAMES, describeMatrix, type Subject } from './matrix.ts';
 
 const rgw = providedServer('radosgw');
 const bucket = `faults-${Date.now().toString(36)}`;
@@ -55,24 +54,4 @@ const subject: Subject = {
   secrets: [rgw.secretKey],
 };
 
-const matrix = new Matrix();
-const run = new MatrixRun(subject, matrix);
-
-beforeAll(async () => {
-  await run.seed();
-}, 120_000);
-
-afterAll(async () => {
-  await run.finish();
-  process.stdout.write(`\nfault matrix, s3 vs radosgw, ${modeLine()}:\n${matrix.render()}\n`);
-});
-
-describe('fault matrix: s3', () => {
-  for (const kind of subject.kinds) {
-    for (const fault of subject.faults) {
-      it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
-        await run.cell(kind, fault);
-      }, 120_000);
-    }
-  }
-});
+describeMatrix(subject, 'radosgw');

@@ -3,7 +3,7 @@
 // naming the item or the cause — never silent loss, corruption, a hang past the configured timeouts, or a crash.
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { expect } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertNoSecrets, openConnector, spawnMode, type ConformanceTarget, type OpenConnector } from '../conformance/connect.ts';
 import { pseudoRandom, randomMac } from '../conformance/data.ts';
 import { isRegular, MODE, RESOURCE, type ConnectorKind, type ExportEntry, type ImportOutcome, type TreeSpec } from '../harness/index.ts';
@@ -441,4 +441,33 @@ export class MatrixRun {
 /** One line telling how the matrix runs (in-process or spawned). */
 export function modeLine(): string {
   return spawnMode() ? 'spawned executables (KLOSET_TS_SPAWN=1)' : 'in-process connectors';
+}
+
+/**
+ * Registers one integration's matrix: the fault-free reference backup before, one test per connector × fault class,
+ * then `after` (closing an emulator) and the rendered matrix printed under `fault matrix, <name> vs <against>`.
+ */
+export function describeMatrix(subject: Subject, against: string, after?: () => Promise<void>): void {
+  const matrix = new Matrix();
+  const run = new MatrixRun(subject, matrix);
+
+  beforeAll(async () => {
+    await run.seed();
+  }, 120_000);
+
+  afterAll(async () => {
+    await run.finish();
+    await after?.();
+    process.stdout.write(`\nfault matrix, ${subject.name} vs ${against}, ${modeLine()}:\n${matrix.render()}\n`);
+  });
+
+  describe(`fault matrix: ${subject.name}`, () => {
+    for (const kind of subject.kinds) {
+      for (const fault of subject.faults) {
+        it(`${kind} × ${fault}: complete and byte-identical, or a clear failure`, async () => {
+          await run.cell(kind, fault);
+        }, 120_000);
+      }
+    }
+  });
 }
