@@ -1,6 +1,9 @@
 // s3 benchmark against Ceph radosgw, each connector spawned over two pipes like Plakar does, side by side with the raw
 // AWS SDK doing the same transfers directly (the practical limit): storage Put/Get throughput and ratio, small-object
 // Puts, importer and exporter objects/s, and the connector's peak RSS while a huge object is imported and exported.
+// Storage Puts and Gets are driven by the Go host stand-in (bench/go-host: grpc-go over two pipes, like plakar) when Go
+// and grpc-go are installed (scripts/install-bench-tools.sh), else by the Node harness; the figures name the host.
+// Importer and exporter figures always go through the Node harness (test/harness).
 // Run: npx tsx bench/s3.ts [--big-mib 256] [--objects 3000] [--huge-mib 2048] [--rounds 2]
 //   (build first: npm run build -- --only s3). --huge-mib 0 skips the memory case.
 //   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (16 MiB, 100 objects, 64 MiB,
@@ -18,6 +21,7 @@ import { startRadosgw } from '../test/servers/radosgw.ts';
 import { restoreEntries } from '../test/integrations/s3/bucket-fixture.ts';
 import { configFor, sdkClient } from '../test/integrations/s3/servers.ts';
 import { figuresTable, type Figure } from './sdk.ts';
+import { goHost, storageExecutable, type GoHost, type GoHostOutput } from './support/go-host.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MANIFEST = join(ROOT, 'dist', 's3', 'manifest.yaml');
@@ -74,14 +78,39 @@ async function seconds<T>(fn: () => Promise<T>): Promise<{ value: T; s: number }
 
 const best = (xs: number[]): number => Math.max(...xs);
 
+/** The Go host when available (else undefined: the Node harness drives storage), said once on stderr. */
+async function storageHost(): Promise<{ go?: GoHost; label: string }> {
+  const go = await goHost();
+  if (go.available) {
+    say(`storage host: ${go.label} (bench/go-host)`);
+    return { go, label: 'Go host' };
+  }
+  say(`storage host: Node harness (test/harness), because the Go host is not available: ${go.reason}`);
+  return { label: 'Node host' };
+}
+
+/** Runs a storage job through the Go host on a fresh repository (Init, Create, then `steps`). */
+async function goStorage(go: GoHost, config: Record<string, string>, steps: Parameters<GoHost['run']>[0]['steps']): Promise<GoHostOutput> {
+  return go.run({ ...storageExecutable(MANIFEST), proto: 's3', config, steps: [{ op: 'create', config: '_KLOSET_bench' }, ...steps] });
+}
+
 /** Storage Put/Get of one big object, through the executable and with the raw SDK (same part size and concurrency). */
-async function bigTransfers(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, bytes: number, rounds: number): Promise<Figure[]> {
+async function bigTransfers(
+  sdk: S3Client,
+  rgwConfig: (bucket: string, prefix: string) => Record<string, string>,
+  bytes: number,
+  rounds: number,
+  host: { go?: GoHost; label: string },
+): Promise<Figure[]> {
   const bucket = `bench-big-${Date.now().toString(36)}`;
   await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
   const raw = { put: [] as number[], get: [] as number[] };
   const plugin = { put: [] as number[], get: [] as number[] };
-  const store = await connector('storage', rgwConfig(bucket, 'repo'));
-  await store.host.create(Buffer.from('_KLOSET_bench'));
+  // Plugin and host CPU seconds per GB moved (Go host only: it measures both per step).
+  const cpu = { putPlugin: [] as number[], getPlugin: [] as number[], putHost: [] as number[], getHost: [] as number[] };
+  let goRss = 0;
+  const store = host.go ? undefined : await connector('storage', rgwConfig(bucket, 'repo'));
+  await store?.host.create(Buffer.from('_KLOSET_bench'));
   for (let r = 0; r < rounds; r++) {
     const key = `raw/${r}`;
     const up = await seconds(() =>
@@ -97,57 +126,102 @@ async function bigTransfers(sdk: S3Client, rgwConfig: (bucket: string, prefix: s
     raw.get.push(bytes / 1e6 / down.s);
     await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
 
-    const mac = randomBytes(32);
-    const put = await seconds(() => store.host.put(RESOURCE.PACKFILE, mac, synthetic(bytes)));
-    plugin.put.push(bytes / 1e6 / put.s);
-    const get = await seconds(async () => {
-      const call = await store.host.connection.serverStream('/store.Store/Get', encodeMessage('store.GetRequest', { mac, type: RESOURCE.PACKFILE }));
-      let n = 0;
-      for (;;) {
-        const msg = await call.read();
-        if (msg === undefined) break;
-        n += (decodeMessage('store.GetResponse', msg).chunk as Uint8Array).length;
-      }
-      if (n !== bytes) throw new Error(`Get returned ${n} bytes, expected ${bytes}`);
-    });
-    plugin.get.push(bytes / 1e6 / get.s);
-    await store.host.delete(RESOURCE.PACKFILE, mac);
-    say(`round ${r + 1}: raw put ${raw.put[r]?.toFixed(1)} get ${raw.get[r]?.toFixed(1)} MB/s; s3 put ${plugin.put[r]?.toFixed(1)} get ${plugin.get[r]?.toFixed(1)} MB/s`);
+    if (host.go) {
+      // One instance per round on its own prefix: Init, Create, Put, Get (whole), Delete, like the Node path below.
+      const out = await goStorage(host.go, rgwConfig(bucket, `repo${r}`), [
+        { op: 'put', count: 1, size: bytes, concurrency: 1 },
+        { op: 'get', concurrency: 1 },
+        { op: 'delete' },
+      ]);
+      const [, put, get] = out.steps;
+      if (!put || !get) throw new Error('go-host returned no put/get result');
+      plugin.put.push(put.bytes / 1e6 / put.seconds);
+      plugin.get.push(get.bytes / 1e6 / get.seconds);
+      cpu.putPlugin.push((put.pluginCpu * 1e9) / put.bytes);
+      cpu.getPlugin.push((get.pluginCpu * 1e9) / get.bytes);
+      cpu.putHost.push((put.hostCpu * 1e9) / put.bytes);
+      cpu.getHost.push((get.hostCpu * 1e9) / get.bytes);
+      goRss = Math.max(goRss, out.plugin.peakRssBytes);
+    } else if (store) {
+      const mac = randomBytes(32);
+      const put = await seconds(() => store.host.put(RESOURCE.PACKFILE, mac, synthetic(bytes)));
+      plugin.put.push(bytes / 1e6 / put.s);
+      const get = await seconds(async () => {
+        const call = await store.host.connection.serverStream('/store.Store/Get', encodeMessage('store.GetRequest', { mac, type: RESOURCE.PACKFILE }));
+        let n = 0;
+        for (;;) {
+          const msg = await call.read();
+          if (msg === undefined) break;
+          n += (decodeMessage('store.GetResponse', msg).chunk as Uint8Array).length;
+        }
+        if (n !== bytes) throw new Error(`Get returned ${n} bytes, expected ${bytes}`);
+      });
+      plugin.get.push(bytes / 1e6 / get.s);
+      await store.host.delete(RESOURCE.PACKFILE, mac);
+    }
+    const cpuNote = host.go
+      ? ` (plugin CPU ${cpu.putPlugin[r]?.toFixed(2)} / ${cpu.getPlugin[r]?.toFixed(2)} s per GB, host ${cpu.putHost[r]?.toFixed(2)} / ${cpu.getHost[r]?.toFixed(2)})`
+      : '';
+    say(
+      `round ${r + 1}: raw put ${raw.put[r]?.toFixed(1)} get ${raw.get[r]?.toFixed(1)} MB/s; s3 via ${host.label} put ${plugin.put[r]?.toFixed(1)} get ${plugin.get[r]?.toFixed(1)} MB/s${cpuNote}`,
+    );
   }
-  const rss = peakRss(store.process.pid);
-  await store.dispose();
+  const rss = store ? peakRss(store.process.pid) : goRss;
+  await store?.dispose();
   const label = `${bytes / MiB} MiB`;
   const putRatio = best(plugin.put) / best(raw.put);
   const getRatio = best(plugin.get) / best(raw.get);
+  const least = (xs: number[]): number => Math.min(...xs);
+  const cpuFigures: Figure[] = host.go
+    ? [
+        { name: `s3 storage Put, plugin CPU per GB stored (${label}, ${host.label})`, value: least(cpu.putPlugin), unit: 's' },
+        { name: `s3 storage Put, host CPU per GB stored (${label}, ${host.label})`, value: least(cpu.putHost), unit: 's' },
+        { name: `s3 storage Get, plugin CPU per GB read (${label}, ${host.label})`, value: least(cpu.getPlugin), unit: 's' },
+        { name: `s3 storage Get, host CPU per GB read (${label}, ${host.label})`, value: least(cpu.getHost), unit: 's' },
+      ]
+    : [];
   return [
     { name: `raw AWS SDK Upload (${label}, 8 MiB × 4)`, value: best(raw.put), unit: 'MB/s' },
-    { name: `s3 storage Put through the executable (${label})`, value: best(plugin.put), unit: 'MB/s' },
-    { name: 'Put ratio (s3 / raw SDK)', value: putRatio, unit: '×', target: '≥ 0.9', ok: putRatio >= 0.9 },
+    { name: `s3 storage Put through the executable (${label}, ${host.label})`, value: best(plugin.put), unit: 'MB/s' },
+    { name: `Put ratio (s3 via ${host.label} / raw SDK)`, value: putRatio, unit: '×', target: '≥ 0.9', ok: putRatio >= 0.9 },
     { name: `raw AWS SDK GetObject (${label})`, value: best(raw.get), unit: 'MB/s' },
-    { name: `s3 storage Get through the executable (${label})`, value: best(plugin.get), unit: 'MB/s' },
-    { name: 'Get ratio (s3 / raw SDK)', value: getRatio, unit: '×', target: '≥ 0.9', ok: getRatio >= 0.9 },
-    { name: 'storage peak RSS (big Put + Get)', value: rss / MiB, unit: 'MB', target: '≤ 200 MB', ok: rss <= 200 * MiB },
+    { name: `s3 storage Get through the executable (${label}, ${host.label})`, value: best(plugin.get), unit: 'MB/s' },
+    { name: `Get ratio (s3 via ${host.label} / raw SDK)`, value: getRatio, unit: '×', target: '≥ 0.9', ok: getRatio >= 0.9 },
+    ...cpuFigures,
+    { name: `storage peak RSS (big Put + Get, ${host.label})`, value: rss / MiB, unit: 'MB', target: '≤ 200 MB', ok: rss <= 200 * MiB },
   ];
 }
 
 /** Many small packfiles, two Puts at a time like the host, against the same PUTs from the raw SDK. */
-async function smallPuts(sdk: S3Client, rgwConfig: (bucket: string, prefix: string) => Record<string, string>, count: number): Promise<Figure[]> {
+async function smallPuts(
+  sdk: S3Client,
+  rgwConfig: (bucket: string, prefix: string) => Record<string, string>,
+  count: number,
+  host: { go?: GoHost; label: string },
+): Promise<Figure[]> {
   const bucket = `bench-small-${Date.now().toString(36)}`;
   await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
-  const bodies = Array.from({ length: count }, (_, i) => randomBytes(64 * 1024 + (i % 7) * 4096));
+  const sizes = Array.from({ length: 7 }, (_, k) => 64 * 1024 + k * 4096);
+  const bodies = Array.from({ length: count }, (_, i) => randomBytes(sizes[i % 7] as number));
   const two = createLimiter(2);
   const raw = await seconds(() =>
     Promise.all(bodies.map((b, i) => two(() => sdk.send(new PutObjectCommand({ Bucket: bucket, Key: `raw/${i}`, Body: b, ContentLength: b.length }))))),
   );
-  const store = await connector('storage', rgwConfig(bucket, 'repo'));
-  await store.host.create(Buffer.from('_KLOSET_bench'));
-  const plugin = await seconds(() => Promise.all(bodies.map((b) => two(() => store.host.put(RESOURCE.PACKFILE, randomBytes(32), b)))));
-  await store.dispose();
-  const ratio = count / plugin.s / (count / raw.s);
+  let pluginSeconds: number;
+  if (host.go) {
+    const out = await goStorage(host.go, rgwConfig(bucket, 'repo'), [{ op: 'put', count, size: 0, sizes, concurrency: 2 }]);
+    pluginSeconds = out.steps[1]?.seconds ?? NaN;
+  } else {
+    const store = await connector('storage', rgwConfig(bucket, 'repo'));
+    await store.host.create(Buffer.from('_KLOSET_bench'));
+    pluginSeconds = (await seconds(() => Promise.all(bodies.map((b) => two(() => store.host.put(RESOURCE.PACKFILE, randomBytes(32), b)))))).s;
+    await store.dispose();
+  }
+  const ratio = count / pluginSeconds / (count / raw.s);
   return [
     { name: `raw AWS SDK PutObject, ${count} × ~64 KiB, 2 at a time`, value: count / raw.s, unit: 'objects/s' },
-    { name: `s3 storage Put, ${count} × ~64 KiB, 2 at a time`, value: count / plugin.s, unit: 'objects/s' },
-    { name: 'small Put ratio (s3 / raw SDK)', value: ratio, unit: '×', target: '≥ 0.9', ok: ratio >= 0.9 },
+    { name: `s3 storage Put, ${count} × ~64 KiB, 2 at a time, ${host.label}`, value: count / pluginSeconds, unit: 'objects/s' },
+    { name: `small Put ratio (s3 via ${host.label} / raw SDK)`, value: ratio, unit: '×', target: '≥ 0.9', ok: ratio >= 0.9 },
   ];
 }
 
@@ -245,9 +319,10 @@ export async function benchS3(options: { bigMiB?: number; objects?: number; huge
   const rgwConfig = (bucket: string, prefix: string): Record<string, string> => configFor({ ...rgw, stop: async () => undefined }, bucket, prefix);
   const figures: Figure[] = [];
   const loadBefore = loadAverage();
+  const host = await storageHost();
   try {
-    figures.push(...(await bigTransfers(sdk, rgwConfig, (options.bigMiB ?? 256) * MiB, options.rounds ?? 2)));
-    figures.push(...(await smallPuts(sdk, rgwConfig, 300)));
+    figures.push(...(await bigTransfers(sdk, rgwConfig, (options.bigMiB ?? 256) * MiB, options.rounds ?? 2, host)));
+    figures.push(...(await smallPuts(sdk, rgwConfig, 300, host)));
     figures.push(...(await objectsPerSecond(sdk, rgwConfig, options.objects ?? 3000)));
     if ((options.hugeMiB ?? 2048) > 0) figures.push(...(await hugeObject(sdk, rgwConfig, (options.hugeMiB ?? 2048) * MiB)));
     figures.push({ name: 'machine load average (1 min) at the start', value: loadBefore, unit: '' });

@@ -17,7 +17,8 @@
 // real host (PROTOCOL.md §9), reading each reply to the end; with `verify`, each reply is compared with the bytes of a
 // local copy of the packfile (loaded before the clock starts; the comparison is outside the timed Gets). `put` writes
 // `count` objects of `size` synthetic bytes, `concurrency` at a time, each as a client stream of mac+type then ≤ 1 MiB
-// chunks (§3.6.1); `get` reads back whole every object of the last `put`, `delete` removes them.
+// chunks (§3.6.1), object i of `sizes[i % len(sizes)]` bytes when `sizes` is given; `get` reads back whole every object
+// of the last `put` (checking each one's length), `delete` removes them.
 //
 // It prints one JSON line on stdout: Init's answer and, per step, seconds, counts, bytes, the plugin's CPU (from
 // /proc/<pid>/stat, 10 ms ticks) and this process's own CPU (getrusage). Exit 0 on success, 1 on any failure (the
@@ -77,6 +78,7 @@ type Step struct {
 	Verify      map[string]string `json:"verify,omitempty"`
 	Count       int               `json:"count,omitempty"`
 	Size        int64             `json:"size,omitempty"`
+	Sizes       []int64           `json:"sizes,omitempty"`
 	Concurrency int               `json:"concurrency,omitempty"`
 }
 
@@ -178,7 +180,7 @@ func run(jobPath string, out *Output) error {
 	}
 	out.Init = init
 
-	var objects [][]byte
+	var objects []object
 	for i, step := range job.Steps {
 		pid := plugin.cmd.Process.Pid
 		ticks0, err := cpuTicks(pid)
@@ -468,33 +470,39 @@ func getRequest(mac []byte, typ uint64, offset uint64, length uint32, ranged boo
 
 // get runs one Get and appends the object's bytes (the chunks, in order) to dst, reading the stream to its end.
 func (s *store) get(req []byte, dst []byte) ([]byte, error) {
+	err := s.getChunks(req, func(chunk []byte) { dst = append(dst, chunk...) })
+	return dst, err
+}
+
+// getChunks runs one Get and hands each chunk to fn, reading the stream to its end.
+func (s *store) getChunks(req []byte, fn func(chunk []byte)) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := s.cc.NewStream(ctx, serverStream, method("Get"))
 	if err != nil {
-		return dst, describe(err)
+		return describe(err)
 	}
 	if err := stream.SendMsg(req); err != nil {
-		return dst, describe(err)
+		return describe(err)
 	}
 	if err := stream.CloseSend(); err != nil {
-		return dst, describe(err)
+		return describe(err)
 	}
 	for {
 		var msg []byte
 		if err := stream.RecvMsg(&msg); err != nil {
 			if err == io.EOF {
-				return dst, nil
+				return nil
 			}
-			return dst, describe(err)
+			return describe(err)
 		}
 		err := eachField(msg, func(num protowire.Number, typ protowire.Type, b []byte, _ uint64) {
 			if num == 1 && typ == protowire.BytesType {
-				dst = append(dst, b...)
+				fn(b)
 			}
 		})
 		if err != nil {
-			return dst, err
+			return err
 		}
 	}
 }
@@ -680,58 +688,66 @@ func parallel(n, c int, fn func(i int) error) error {
 	}
 }
 
-func (s *store) putMany(step Step, res *StepResult) ([][]byte, error) {
-	src := newSynthetic()
-	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
-	macs := make([][]byte, step.Count)
-	for i := range macs {
-		macs[i] = make([]byte, 32)
-		rng.Read(macs[i])
-	}
-	t0 := time.Now()
-	err := parallel(step.Count, step.Concurrency, func(i int) error { return s.put(macs[i], step.Size, src) })
-	res.Seconds = time.Since(t0).Seconds()
-	res.Calls = step.Count
-	res.Bytes = int64(step.Count) * step.Size
-	return macs, err
+// object is one object written by a put step.
+type object struct {
+	mac  []byte
+	size int64
 }
 
-func (s *store) getMany(step Step, macs [][]byte, res *StepResult) error {
-	if len(macs) == 0 {
+func (s *store) putMany(step Step, res *StepResult) ([]object, error) {
+	src := newSynthetic()
+	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
+	objects := make([]object, step.Count)
+	for i := range objects {
+		objects[i].mac = make([]byte, 32)
+		rng.Read(objects[i].mac)
+		objects[i].size = step.Size
+		if len(step.Sizes) > 0 {
+			objects[i].size = step.Sizes[i%len(step.Sizes)]
+		}
+		res.Bytes += objects[i].size
+	}
+	t0 := time.Now()
+	err := parallel(step.Count, step.Concurrency, func(i int) error { return s.put(objects[i].mac, objects[i].size, src) })
+	res.Seconds = time.Since(t0).Seconds()
+	res.Calls = step.Count
+	return objects, err
+}
+
+func (s *store) getMany(step Step, objects []object, res *StepResult) error {
+	if len(objects) == 0 {
 		return errors.New("no objects to get: run a put step first")
 	}
 	c := step.Concurrency
 	if c < 1 {
 		c = 1
 	}
-	bufs := make(chan []byte, c)
-	for i := 0; i < c; i++ {
-		bufs <- nil
-	}
 	var mu sync.Mutex
 	t0 := time.Now()
-	err := parallel(len(macs), c, func(i int) error {
-		buf := <-bufs
-		got, err := s.get(getRequest(macs[i], resourcePackfile, 0, 0, false), buf[:0])
-		bufs <- got
-		if err != nil {
+	err := parallel(len(objects), c, func(i int) error {
+		// Whole objects are consumed as they stream in (a restore writes them out), not kept.
+		var n int64
+		if err := s.getChunks(getRequest(objects[i].mac, resourcePackfile, 0, 0, false), func(chunk []byte) { n += int64(len(chunk)) }); err != nil {
 			return err
 		}
+		if n != objects[i].size {
+			return fmt.Errorf("Get of a %d-byte object returned %d bytes", objects[i].size, n)
+		}
 		mu.Lock()
-		res.Bytes += int64(len(got))
+		res.Bytes += n
 		mu.Unlock()
 		return nil
 	})
 	res.Seconds = time.Since(t0).Seconds()
-	res.Calls = len(macs)
+	res.Calls = len(objects)
 	return err
 }
 
-func (s *store) deleteMany(macs [][]byte, res *StepResult) error {
+func (s *store) deleteMany(objects []object, res *StepResult) error {
 	t0 := time.Now()
-	for _, mac := range macs {
+	for _, o := range objects {
 		req := protowire.AppendTag(nil, 1, protowire.BytesType)
-		req = protowire.AppendBytes(req, mac)
+		req = protowire.AppendBytes(req, o.mac)
 		req = protowire.AppendTag(req, 2, protowire.VarintType)
 		req = protowire.AppendVarint(req, resourcePackfile)
 		if err := s.unary("Delete", req, nil); err != nil {

@@ -1,7 +1,8 @@
 // The Go host stand-in (bench/go-host/main.go): grpc-go over two pipes like the real Plakar host, so storage figures
 // measure the plugin rather than the Node harness (whose http2 client costs more CPU per Get than the plugin).
 // `goHost()` builds it once per source version (cached under node_modules/.cache/go-host/) and runs jobs; it answers
-// `{ available: false, reason }` when Go or the grpc-go sources are missing (scripts/install-bench-tools.sh installs them).
+// `{ available: false, reason }` when Go or the grpc-go sources are missing (scripts/install-bench-tools.sh installs them)
+// or when KLOSET_TS_BENCH_HOST=node asks for the Node harness (to compare the two hosts).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
@@ -21,7 +22,9 @@ export type GoHostStep =
   | { op: 'open' | 'close' | 'delete'; name?: string }
   /** Gets from a file of `mac-hex type offset length` lines, one at a time; `verify` maps mac hex → local copy. */
   | { op: 'replay'; gets: string; verify?: Record<string, string>; name?: string }
-  | { op: 'put'; count: number; size: number; concurrency: number; name?: string }
+  /** `count` synthetic objects of `size` bytes (object i of `sizes[i % sizes.length]` when given), `concurrency` at once. */
+  | { op: 'put'; count: number; size: number; sizes?: number[]; concurrency: number; name?: string }
+  /** Reads back whole (and checks the length of) every object of the last put. */
   | { op: 'get'; concurrency: number; name?: string };
 
 export interface GoHostJob {
@@ -89,6 +92,7 @@ function goEnv(): NodeJS.ProcessEnv {
 }
 
 async function prepare(): Promise<GoHost | { available: false; reason: string }> {
+  if (process.env.KLOSET_TS_BENCH_HOST === 'node') return { available: false, reason: 'KLOSET_TS_BENCH_HOST=node asks for the Node harness' };
   const version = spawnSync('go', ['version'], { encoding: 'utf8', env: goEnv() });
   if (version.error || version.status !== 0) {
     return { available: false, reason: 'the go command is not installed (scripts/install-bench-tools.sh installs it)' };
