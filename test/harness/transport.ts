@@ -244,7 +244,10 @@ export class Call {
       this.trailerStatus = statusFromHeaders(trailers);
       this.serverHasEnded();
     });
-    stream.on('data', (chunk: Buffer) => this.onData(chunk));
+    stream.on('data', (chunk: Buffer) => {
+      connection.received(chunk.length);
+      this.onData(chunk);
+    });
     stream.on('end', () => this.onEnd());
     stream.on('close', () => this.onClose());
     stream.on('error', () => {
@@ -484,6 +487,7 @@ export class GrpcConnection {
   private readonly maxReceive: number;
   private readonly callTimeoutMs?: number;
   private gotSettings = false;
+  private readonly bdp: BdpEstimator;
   /** The host side of the plugin's stdio. */
   readonly duplex: Duplex;
 
@@ -500,6 +504,7 @@ export class GrpcConnection {
       settings: { enablePush: false },
       maxSessionMemory: 256,
     });
+    this.bdp = new BdpEstimator(this.session);
     const settingsTimeout = options.settingsTimeoutMs ?? SETTINGS_TIMEOUT_MS;
     this.ready = new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -608,6 +613,16 @@ export class GrpcConnection {
     return this.deadReason === undefined;
   }
 
+  /** Counts DATA bytes received, for grpc-go's bandwidth-delay-product window growth. */
+  received(n: number): void {
+    this.bdp.add(n);
+  }
+
+  /** The receive window the BDP estimator has set so far (65,535 until it grows). */
+  get receiveWindow(): number {
+    return this.bdp.window;
+  }
+
   /** Removes a finished call from the live set. */
   forget(call: Call): void {
     this.calls.delete(call);
@@ -616,6 +631,70 @@ export class GrpcConnection {
   private die(reason: string): void {
     this.deadReason ??= reason;
     for (const call of [...this.calls]) call.transportDied(this.deadReason);
+  }
+}
+
+/** grpc-go's bdpEstimator constants (internal/transport/bdp_estimator.go). */
+const BDP_LIMIT = 16 * 1024 * 1024;
+const BDP_ALPHA = 0.9;
+const BDP_BETA = 0.66;
+const BDP_GAMMA = 2;
+const BDP_PING = Buffer.from([2, 4, 16, 16, 9, 14, 7, 7]);
+const INITIAL_WINDOW = 65_535;
+
+/**
+ * grpc-go's client flow control (dynamic windows are on by default and the host sets no window): the first DATA
+ * received after the last measurement sends a PING; the bytes received until its ACK are one sample; when a sample
+ * reaches 2/3 of the estimate at the best bandwidth seen so far, the estimate becomes twice the sample (up to 16 MiB)
+ * and both the connection window and every stream's initial window are raised to it (WINDOW_UPDATE + SETTINGS).
+ */
+class BdpEstimator {
+  window = INITIAL_WINDOW;
+  private sent = false;
+  private sample = 0;
+  private sampleCount = 0;
+  private rtt = 0;
+  private bwMax = 0;
+  private readonly session: http2.ClientHttp2Session;
+
+  constructor(session: http2.ClientHttp2Session) {
+    this.session = session;
+  }
+
+  add(n: number): void {
+    if (this.window === BDP_LIMIT) return;
+    if (this.sent) {
+      this.sample += n;
+      return;
+    }
+    if (this.session.destroyed || this.session.closed) return;
+    this.sent = true;
+    this.sample = n;
+    this.sampleCount++;
+    const sentAt = performance.now();
+    const ok = this.session.ping(BDP_PING, (err) => {
+      if (err) return;
+      this.calculate((performance.now() - sentAt) / 1000);
+    });
+    if (!ok) this.sent = false;
+  }
+
+  private calculate(rttSample: number): void {
+    this.rtt += this.sampleCount < 10 ? (rttSample - this.rtt) / this.sampleCount : (rttSample - this.rtt) * BDP_ALPHA;
+    this.sent = false;
+    const bw = this.sample / (this.rtt * 1.5);
+    if (bw > this.bwMax) this.bwMax = bw;
+    if (this.sample >= BDP_BETA * this.window && bw === this.bwMax && this.window !== BDP_LIMIT) {
+      const next = Math.min(BDP_LIMIT, Math.floor(BDP_GAMMA * this.sample));
+      if (next <= this.window || this.session.destroyed || this.session.closed) return;
+      this.window = next;
+      try {
+        this.session.setLocalWindowSize(next);
+        this.session.settings({ initialWindowSize: next });
+      } catch {
+        // The session is going away.
+      }
+    }
   }
 }
 
