@@ -666,6 +666,29 @@ describe('harness storage: the host storage calls', () => {
     await expect(host.get(RESOURCE.PACKFILE, mac)).rejects.toThrow(/^failed to receive file data: grpc: received message larger than max/);
   });
 
+  it('grows its receive window like grpc-go (BDP pings) while a large Get streams, and not on tiny Gets', async () => {
+    const serve = mini(
+      'store.Store',
+      store({
+        Get: (call: grpc.ServerWritableStream<Record<string, unknown>, object>) => {
+          const range = call.request['range'] as { length: number } | null;
+          if (range) call.write({ chunk: Buffer.alloc(range.length) });
+          else for (let i = 0; i < 16; i++) call.write({ chunk: Buffer.alloc(MIB) });
+          call.end();
+        },
+      }),
+    );
+    const c = connectInProcess(serve, { callTimeoutMs: 20_000 });
+    open.push(c);
+    await c.host.init('storage', 'mini', CONFIG);
+    const mac = Buffer.alloc(32);
+    for (let i = 0; i < 50; i++) await c.host.get(RESOURCE.PACKFILE, mac, { offset: 0, length: 720 });
+    expect(c.connection.receiveWindow).toBe(65_535);
+    for (let i = 0; i < 4; i++) expect((await c.host.get(RESOURCE.PACKFILE, mac)).length).toBe(16 * MIB);
+    expect(c.connection.receiveWindow).toBeGreaterThan(65_535);
+    expect(c.connection.receiveWindow).toBeLessThanOrEqual(16 * MIB);
+  });
+
   it('loses the plugin message when it fails a Put without draining it ("failed to send chunk: EOF")', async () => {
     const host = connect(
       'store.Store',
