@@ -39,6 +39,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"sync"
@@ -120,7 +121,14 @@ type InitResult struct {
 
 func main() {
 	jobPath := flag.String("job", "", "read the job from this file instead of stdin")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this host to the file (go tool pprof)")
 	flag.Parse()
+	if *cpuProfile != "" {
+		if f, err := os.Create(*cpuProfile); err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	out := Output{Host: "grpc-go " + grpc.Version, Steps: []StepResult{}}
 	err := run(*jobPath, &out)
 	if err != nil {
@@ -131,6 +139,7 @@ func main() {
 	line, _ := json.Marshal(out)
 	os.Stdout.Write(append(line, '\n'))
 	if err != nil {
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
