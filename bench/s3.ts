@@ -20,6 +20,7 @@ import { decodeMessage, encodeMessage } from '../test/harness/messages.ts';
 import { startRadosgw } from '../test/servers/radosgw.ts';
 import { restoreEntries } from '../test/integrations/s3/bucket-fixture.ts';
 import { configFor, sdkClient } from '../test/integrations/s3/servers.ts';
+import { printFigure } from './report.ts';
 import { figuresTable, type Figure } from './sdk.ts';
 import { goHost, storageExecutable, type GoHost, type GoHostOutput } from './support/go-host.ts';
 
@@ -172,6 +173,8 @@ async function bigTransfers(
   const putRatio = best(plugin.put) / best(raw.put);
   const getRatio = best(plugin.get) / best(raw.get);
   const least = (xs: number[]): number => Math.min(...xs);
+  printFigure({ integration: 's3', measure: `storage Put throughput (${bytes / MiB} MiB), ${host.label}`, value: best(plugin.put), unit: 'MB/s', limit: best(raw.put), target: 'ratio ≥ 0.9' });
+  printFigure({ integration: 's3', measure: `storage Get throughput (${bytes / MiB} MiB), ${host.label}`, value: best(plugin.get), unit: 'MB/s', limit: best(raw.get), target: 'ratio ≥ 0.9' });
   const cpuFigures: Figure[] = host.go
     ? [
         { name: `s3 storage Put, plugin CPU per GB stored (${label}, ${host.label})`, value: least(cpu.putPlugin), unit: 's' },
@@ -218,6 +221,7 @@ async function smallPuts(
     await store.dispose();
   }
   const ratio = count / pluginSeconds / (count / raw.s);
+  printFigure({ integration: 's3', measure: `storage Put of ${count} × ~64 KiB, 2 at a time, ${host.label}`, value: count / pluginSeconds, unit: 'objects/s', limit: count / raw.s, target: 'ratio ≥ 0.9' });
   return [
     { name: `raw AWS SDK PutObject, ${count} × ~64 KiB, 2 at a time`, value: count / raw.s, unit: 'objects/s' },
     { name: `s3 storage Put, ${count} × ~64 KiB, 2 at a time, ${host.label}`, value: count / pluginSeconds, unit: 'objects/s' },
