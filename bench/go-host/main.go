@@ -626,16 +626,18 @@ func (s *store) put(mac []byte, size int64, src *synthetic) error {
 	if err := stream.SendMsg(first); err != nil {
 		return fmt.Errorf("failed to send the header: %w", describe(err))
 	}
-	piece := make([]byte, putChunk)
 	for sent, n := int64(0), uint32(0); sent < size; n++ {
 		length := int64(putChunk)
 		if size-sent < length {
 			length = size - sent
 		}
-		copy(piece, src.block[:length])
-		piece[0], piece[1], piece[2], piece[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+		// One buffer per message, like a protobuf marshal: grpc-go may still hold it after SendMsg returns.
 		msg := protowire.AppendTag(make([]byte, 0, length+8), 3, protowire.BytesType)
-		msg = protowire.AppendBytes(msg, piece[:length])
+		msg = protowire.AppendBytes(msg, src.block[:length])
+		if length >= 4 {
+			chunk := msg[len(msg)-int(length):]
+			chunk[0], chunk[1], chunk[2], chunk[3] = byte(n), byte(n>>8), byte(n>>16), byte(n>>24)
+		}
 		if err := stream.SendMsg(msg); err != nil {
 			return fmt.Errorf("failed to send chunk: %w", describe(err))
 		}
