@@ -1,36 +1,25 @@
 // s3 exporter beyond conformance: restores of a filesystem snapshot (Content-Type from the extension, paths as they
 // are, X-Amz-Meta-Mtime), directory markers on demand, and paths whose key would leave the destination prefix.
-import { join } from 'node:path';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import type { OpenConnector } from '../../conformance/index.ts';
 import type { ExportEntry } from '../../harness/index.ts';
+import { s3Connectors } from './connect.ts';
 import { listAll, readObject } from './inspect.ts';
 import { bucketName, configFor, radosgw, sdkClient } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const rgw = await radosgw();
 const sdk: S3Client = sdkClient(rgw);
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   sdk.destroy();
   await rgw.stop();
 });
 
-async function exporter(config: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, 'exporter');
-  opened.push(c);
-  await c.host.init('exporter', 's3', config, { maxConcurrency: 4 });
-  return c;
+function exporter(config: Record<string, string>): Promise<OpenConnector> {
+  return connectors.open('exporter', config);
 }
 
 const DIR = (0x80000000 | 0o755) >>> 0;

@@ -3,45 +3,35 @@
 import { join } from 'node:path';
 import { CreateBucketCommand, ListMultipartUploadsCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
 import { createLimiter } from '../../../shared/index.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import { assertNoSecrets, type OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { RESOURCE } from '../../harness/index.ts';
 import { restoreEntries, seedBucket, type BucketFixture } from './bucket-fixture.ts';
+import { s3Connectors } from './connect.ts';
 import { describeBucket, listAll } from './inspect.ts';
 import { bursts, startFlakyProxy, startResetProxy, startTlsProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const MiB = 1024 * 1024;
 const rgw = await radosgw();
 const sdk: S3Client = sdkClient(rgw);
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 const proxies: Proxy[] = [];
 const messages: string[] = [];
 /** Small parts so that large objects are multipart uploads whose parts get cut. */
 const tuning = { part_size: '5MiB', upload_cutoff: '5MiB', upload_concurrency: '2' };
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   for (const m of messages) assertNoSecrets(m, [rgw.secretKey], 'a status message');
   for (const p of proxies) await p.close();
   sdk.destroy();
   await rgw.stop();
 });
 
-async function open(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>, env?: NodeJS.ProcessEnv): Promise<OpenConnector> {
-  const c = await openConnector(target, kind, env);
-  opened.push(c);
-  await c.host.init(kind, 's3', config, kind === 'storage' ? undefined : { maxConcurrency: 4 });
-  return c;
+function open(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>, env?: NodeJS.ProcessEnv): Promise<OpenConnector> {
+  return connectors.open(kind, config, { env });
 }
 
 async function failure(p: Promise<unknown>): Promise<string> {
@@ -207,13 +197,11 @@ describe('s3: Init and Open fail with a clear message', () => {
     await (await open('storage', good)).host.create(Buffer.from('_KLOSET_'));
     const bad = { ...good, secret_access_key: `${rgw.secretKey.slice(0, -4)}XXXX` };
     const hint = /the request signature does not match \(hint: check secret_access_key, and region for services outside AWS\) \(SignatureDoesNotMatch\)$/;
-    const importer = await openConnector(target, 'importer', { KLOSET_TS_LOG: 'debug' });
-    opened.push(importer);
+    const importer = await connectors.launch('importer', { KLOSET_TS_LOG: 'debug' });
     const i = await failure(importer.host.init('importer', 's3', bad));
     expect(i).toMatch(/^s3 importer: cannot back up s3:\/\/[^ ]+\/data: /);
     expect(i).toMatch(hint);
-    const exporter = await openConnector(target, 'exporter', { KLOSET_TS_LOG: 'debug' });
-    opened.push(exporter);
+    const exporter = await connectors.launch('exporter', { KLOSET_TS_LOG: 'debug' });
     expect(await failure(exporter.host.init('exporter', 's3', bad))).toMatch(/^s3 exporter: cannot reach bucket s3:\/\/[^ ]+: /);
     const store = await open('storage', bad, { KLOSET_TS_LOG: 'debug' });
     const o = await failure(store.host.open());
@@ -227,8 +215,7 @@ describe('s3: Init and Open fail with a clear message', () => {
   it('a missing bucket', async () => {
     const config = configFor(rgw, bucketName('missing'), 'data');
     const bucket = (config.location as string).split('/')[3] as string;
-    const importer = await openConnector(target, 'importer');
-    opened.push(importer);
+    const importer = await connectors.launch('importer');
     expect(await failure(importer.host.init('importer', 's3', config))).toBe(
       `s3 importer: cannot back up ${config.location}: bucket "${bucket}" does not exist (NoSuchBucket) (hint: check the location, or create the bucket)`,
     );
@@ -246,8 +233,7 @@ describe('s3: Init and Open fail with a clear message', () => {
     const refused = configFor(rgw, 'bucket', 'data');
     refused.location = 's3://127.0.0.1:1/bucket/data';
     const started = Date.now();
-    const importer = await openConnector(target, 'importer');
-    opened.push(importer);
+    const importer = await connectors.launch('importer');
     expect(await failure(importer.host.init('importer', 's3', refused))).toMatch(
       /^s3 importer: cannot back up s3:\/\/127\.0\.0\.1:1\/bucket\/data: .*connection refused by 127\.0\.0\.1:1 \(hint: check location, endpoint, port and use_tls\)/,
     );
@@ -255,8 +241,7 @@ describe('s3: Init and Open fail with a clear message', () => {
     expect(await failure(store.host.open())).toMatch(/^s3 storage: cannot open the repository at s3:\/\/127\.0\.0\.1:1\/bucket\/data: .*connection refused/);
     expect(Date.now() - started).toBeLessThan(15_000);
     const unresolvable = { ...refused, location: 's3://no-such-host.invalid/bucket' };
-    const exporter = await openConnector(target, 'exporter');
-    opened.push(exporter);
+    const exporter = await connectors.launch('exporter');
     expect(await failure(exporter.host.init('exporter', 's3', unresolvable))).toMatch(/cannot resolve host "no-such-host\.invalid" \(hint: check location and endpoint\)/);
     const tls = { ...configFor(rgw, 'bucket', 'data'), use_tls: 'true' };
     expect(await failure((await open('storage', tls)).host.open())).toMatch(/does not seem to speak TLS there \(hint: use_tls=false/);
@@ -296,9 +281,7 @@ describe('s3: TLS and credentials', () => {
         const saved = { ...process.env };
         Object.assign(process.env, env);
         try {
-          const c = await openConnector(target, 'storage', { ...process.env, ...env });
-          opened.push(c);
-          await c.host.init('storage', 's3', { ...config });
+          const c = await open('storage', { ...config }, { ...process.env, ...env });
           if (env === fromEnv) await c.host.create(Buffer.from('_KLOSET_chain'));
           expect((await c.host.open()).toString()).toBe('_KLOSET_chain');
         } finally {

@@ -1,40 +1,29 @@
 // s3 storage with the SDK's read-ahead cache: a restore-like sequence of ranged Gets returns the same bytes with the
 // cache on and off, the cache on fetches each packfile once, and downloads cut mid-transfer are never served partially.
-import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
 import { objectName } from '../../../shared/index.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import type { OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac } from '../../conformance/data.ts';
 import { RESOURCE } from '../../harness/index.ts';
 import { decodeMessage, encodeMessage } from '../../harness/messages.ts';
+import { s3Connectors } from './connect.ts';
 import { startFlakyProxy, startResetProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const KiB = 1024;
 const MiB = 1024 * 1024;
 const rgw = await radosgw();
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 const proxies: Proxy[] = [];
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   for (const p of proxies) await p.close();
   await rgw.stop();
 });
 
-async function store(config: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, 'storage');
-  opened.push(c);
-  await c.host.init('storage', 's3', config);
-  return c;
+function store(config: Record<string, string>): Promise<OpenConnector> {
+  return connectors.open('storage', config);
 }
 
 function via(proxy: Proxy, config: Record<string, string>): Record<string, string> {

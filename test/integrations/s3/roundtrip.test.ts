@@ -1,15 +1,13 @@
 // The s3 round trip of issue 3: a generated bucket backed up and restored to another bucket, compared key by key.
-import { join } from 'node:path';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
 import { keyToPath, markerToPath, selfPath } from '../../../integrations/s3/map.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import type { OpenConnector } from '../../conformance/index.ts';
 import { AWKWARD_KEYS, MARKER_KEYS, restoreEntries, seedBucket, type BucketFixture } from './bucket-fixture.ts';
+import { s3Connectors } from './connect.ts';
 import { describeBucket } from './inspect.ts';
 import { bucketName, configFor, radosgw, sdkClient } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 /**
  * Objects in the generated bucket. Issue 3 asks for 3,000 and a 200 MiB object; on the two-core test machines
  * radosgw serves about 200 requests/s and 10 MB/s of uploads, which makes that run take about 3.5 minutes on its own,
@@ -21,25 +19,16 @@ const LARGE_MIB = Number(process.env.KLOSET_TS_S3_LARGE_MIB ?? (process.env.KLOS
 
 const rgw = await radosgw();
 const sdk: S3Client = sdkClient(rgw);
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   sdk.destroy();
   await rgw.stop();
 });
 
-async function connector(kind: 'importer' | 'exporter', config: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, kind);
-  opened.push(c);
-  await c.host.init(kind, 's3', config, { maxConcurrency: 8 });
-  return c;
+function connector(kind: 'importer' | 'exporter', config: Record<string, string>): Promise<OpenConnector> {
+  return connectors.open(kind, config, { maxConcurrency: 8 });
 }
 
 describe('s3 importer and exporter: round trip of a generated bucket', () => {

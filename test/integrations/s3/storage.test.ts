@@ -1,5 +1,4 @@
 // s3 storage beyond conformance: the official layout both ways, single vs multipart uploads, aborts, size, SSE-C, Glacier mode.
-import { join } from 'node:path';
 import {
   CreateBucketCommand,
   GetObjectCommand,
@@ -9,20 +8,19 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
 import { RESOURCE } from '../../harness/index.ts';
 import { encodeMessage, decodeMessage } from '../../harness/messages.ts';
-import { openConnector, type OpenConnector } from '../../conformance/index.ts';
+import type { OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { createHash } from 'node:crypto';
+import { s3Connectors } from './connect.ts';
 import { bucketName, configFor, radosgw, radosgwWithClasses, sdkClient } from './servers.ts';
 import { listAll, readObject } from './inspect.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const MiB = 1024 * 1024;
 const rgw = await radosgw({ sseOverHttp: true });
 const sdk: S3Client = sdkClient(rgw);
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 // Adding storage classes restarts radosgw: the Glacier cases get a private one, set up while the other cases run.
 const coldServer = (async () => {
   const own = await radosgwWithClasses(['GLACIER', 'STANDARD_IA']);
@@ -34,7 +32,7 @@ const coldServer = (async () => {
 coldServer.catch(() => undefined);
 
 afterAll(async () => {
-  for (const c of opened) await c.dispose();
+  await connectors.disposeAll();
   sdk.destroy();
   await rgw.stop();
   const cold = await coldServer.catch(() => undefined);
@@ -42,11 +40,8 @@ afterAll(async () => {
   await cold?.own.stop();
 });
 
-async function store(config: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, 'storage');
-  opened.push(c);
-  await c.host.init('storage', 's3', config);
-  return c;
+function store(config: Record<string, string>): Promise<OpenConnector> {
+  return connectors.open('storage', config);
 }
 
 function bucketOf(config: Record<string, string>): string {
@@ -245,9 +240,7 @@ describe('s3 storage: Glacier mode and storage classes', () => {
   it('exporter: storage_class applies to every restored object, single PUT and multipart', async () => {
     const config = configFor(rgw, bucketName('exp-ia'), 'restored', { storage_class: 'STANDARD_IA', part_size: '5MiB', upload_cutoff: '5MiB' });
     const bucket = bucketOf(config);
-    const c = await openConnector(target, 'exporter');
-    opened.push(c);
-    await c.host.init('exporter', 's3', config, { maxConcurrency: 4 });
+    const c = await connectors.open('exporter', config);
     const big = pseudoRandom(6 * MiB, 8);
     const out = await c.host.exportTree([
       { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },

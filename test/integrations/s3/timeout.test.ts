@@ -1,20 +1,18 @@
 // s3 `timeout`: a connection that goes silent mid-transfer is abandoned after the configured idle time and the call is
 // retried on a new connection, so uploads, downloads and listings finish long before the stall would end.
-import { join } from 'node:path';
 import { CreateBucketCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import type { OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { startFaultProxy, type FaultProxy } from '../../faults/proxy.ts';
 import { RESOURCE } from '../../harness/index.ts';
+import { s3Connectors } from './connect.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const rgw = await radosgw();
 const sdk: S3Client = sdkClient(rgw);
 const bucket = bucketName('timeout');
-const opened: OpenConnector[] = [];
+const connectors = s3Connectors([rgw.secretKey]);
 let proxy: FaultProxy;
 
 /** How long the proxy keeps a stalled connection silent: far longer than the configured timeout. */
@@ -26,24 +24,15 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   await proxy?.close();
   sdk.destroy();
   await rgw.stop();
 });
 
-async function storage(prefix: string, extra: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, 'storage');
-  opened.push(c);
+function storage(prefix: string, extra: Record<string, string>): Promise<OpenConnector> {
   const config = configFor(rgw, bucket, prefix, { max_retries: '4', ...extra });
-  await c.host.init('storage', 's3', { ...config, location: (config.location as string).replace(hostOf(rgw), proxy.host) });
-  return c;
+  return connectors.open('storage', { ...config, location: (config.location as string).replace(hostOf(rgw), proxy.host) });
 }
 
 /** Runs `fn` and returns how long it took. */

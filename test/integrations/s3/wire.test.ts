@@ -1,36 +1,28 @@
 // s3 options on the wire: what requester_pays, request_checksum, sse/sse_kms_key_id, sse_customer_key and session_token put in the
 // requests that reach radosgw, seen by a proxy that relays everything and records the request headers.
-import { join } from 'node:path';
 import type { IncomingHttpHeaders } from 'node:http';
 import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { integration } from '../../../integrations/s3/index.ts';
-import { assertNoSecrets, openConnector, type OpenConnector } from '../../conformance/index.ts';
+import { assertNoSecrets, type OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
 import { RESOURCE } from '../../harness/index.ts';
 import { restoreEntries } from './bucket-fixture.ts';
+import { s3Connectors } from './connect.ts';
 import { readObject } from './inspect.ts';
 import { startFlakyProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
 
-const target = { integration, packageDir: join(import.meta.dirname, '..', '..', '..', 'dist', 's3') };
 const MiB = 1024 * 1024;
 const KMS_KEY_ID = 'kloset-test-key';
 // radosgw refuses server-side encryption over plain HTTP unless told otherwise.
 const rgw = await radosgw({ sseOverHttp: true });
 const sdk: S3Client = sdkClient(rgw);
-const opened: OpenConnector[] = [];
 const proxies: Proxy[] = [];
 const TOKEN = `FQoGZXIvYXdzEBYaDTEST${Date.now().toString(36)}SESSIONTOKEN`;
+const connectors = s3Connectors([rgw.secretKey, TOKEN]);
 
 afterAll(async () => {
-  for (const c of opened) {
-    try {
-      assertNoSecrets(c.stderr(), [rgw.secretKey, TOKEN], 's3 stderr');
-    } finally {
-      await c.dispose();
-    }
-  }
+  await connectors.disposeAll();
   for (const p of proxies) await p.close();
   sdk.destroy();
   await rgw.stop();
@@ -53,11 +45,8 @@ async function recorded(config: Record<string, string>): Promise<{ seen: Seen[];
   return { seen, config: { ...config, location: (config.location as string).replace(hostOf(rgw), hostOf(proxy)) } };
 }
 
-async function open(kind: 'exporter' | 'storage', config: Record<string, string>): Promise<OpenConnector> {
-  const c = await openConnector(target, kind);
-  opened.push(c);
-  await c.host.init(kind, 's3', config, kind === 'storage' ? undefined : { maxConcurrency: 4 });
-  return c;
+function open(kind: 'importer' | 'exporter' | 'storage', config: Record<string, string>): Promise<OpenConnector> {
+  return connectors.open(kind, config);
 }
 
 const tuning = { part_size: '5MiB', upload_cutoff: '5MiB', upload_concurrency: '2' };
@@ -155,9 +144,7 @@ describe('s3: options on the wire', () => {
     for (const [k, body] of objects) {
       await sdk.send(new PutObjectCommand({ Bucket: src, Key: k, Body: body, SSECustomerAlgorithm: 'AES256', SSECustomerKey: key as unknown as string }));
     }
-    const importer = await openConnector(target, 'importer');
-    opened.push(importer);
-    await importer.host.init('importer', 's3', configFor(rgw, src, 'data', { sse_customer_key: keyText }), { maxConcurrency: 4 });
+    const importer = await open('importer', configFor(rgw, src, 'data', { sse_customer_key: keyText }));
     const imported = await importer.host.importAll({ maxConcurrency: 2, content: 'bytes' });
     expect(imported.status.code).toBe(0);
     expect(imported.itemErrors).toEqual([]);
