@@ -191,6 +191,13 @@ func run(jobPath string, out *Output) error {
 
 	var objects []object
 	for i, step := range job.Steps {
+		// A replay's Gets and local copies are loaded before the CPU counters are read.
+		var work *replayWork
+		if step.Op == "replay" {
+			if work, err = loadReplay(step); err != nil {
+				return fmt.Errorf("step %d (replay): %w", i+1, err)
+			}
+		}
 		pid := plugin.cmd.Process.Pid
 		ticks0, err := cpuTicks(pid)
 		if err != nil {
@@ -212,7 +219,7 @@ func run(jobPath string, out *Output) error {
 			err = s.unary("Close", nil, nil)
 			res.Seconds, res.Calls = time.Since(t0).Seconds(), 1
 		case "replay":
-			err = s.replay(step, &res)
+			err = s.replay(work, &res)
 		case "put":
 			objects, err = s.putMany(step, &res)
 		case "get":
@@ -553,20 +560,31 @@ func readGets(path string) ([]ranged, error) {
 	return gets, sc.Err()
 }
 
-// replay issues the Gets one at a time; seconds is the sum of the Gets' own times (verification excluded).
-func (s *store) replay(step Step, res *StepResult) error {
+// replayWork is a replay step loaded: its Gets and the local copies to compare with, by mac hex.
+type replayWork struct {
+	gets    []ranged
+	sources map[string][]byte
+}
+
+func loadReplay(step Step) (*replayWork, error) {
 	gets, err := readGets(step.Gets)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	sources := map[string][]byte{}
 	for macHex, path := range step.Verify {
 		data, err := os.ReadFile(path)
 		if err != nil {
-			return fmt.Errorf("verify: %w", err)
+			return nil, fmt.Errorf("verify: %w", err)
 		}
 		sources[strings.ToLower(macHex)] = data
 	}
+	return &replayWork{gets: gets, sources: sources}, nil
+}
+
+// replay issues the Gets one at a time; seconds is the sum of the Gets' own times (verification excluded).
+func (s *store) replay(work *replayWork, res *StepResult) error {
+	gets, sources := work.gets, work.sources
 	// Like kloset, the host reads each range into a buffer of the requested length (io.ReadFull); one reused buffer.
 	buf := make([]byte, 0, 6*mib)
 	var elapsed time.Duration
