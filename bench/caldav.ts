@@ -1,10 +1,11 @@
 // caldav benchmark on real servers, the connector spawned over two pipes like Plakar does: a 5,000-event calendar
 // backed up from Radicale (listing with getlastmodified, multiget read-ahead) and from Xandikos (one query while
 // listing), backed up again, then restored; each step next to a raw client doing the same HTTP work without Plakar.
-// Prints a table: objects/s, wall time, the connector's CPU and peak RSS.
+// Prints a table: objects/s, wall time, the connector's CPU and peak RSS; the headline figures also as `BENCH` lines
+// (bench/report.ts), each backup and restore beside the raw client's rate for the same work.
 // Run: npx tsx bench/caldav.ts  (CALDAV_BENCH_EVENTS, CALDAV_BENCH_RESTORE change the sizes;
 //   CALDAV_BENCH_EXE=dist/caldav/caldav uses the built executable instead of the TypeScript sources)
-import { readFileSync } from 'node:fs';
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (200 events, 50 restored).
 import os from 'node:os';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
@@ -13,12 +14,14 @@ import { Account } from '../test/integrations/caldav/dav-util.ts';
 import { benchEvent } from '../test/integrations/caldav/fixtures.ts';
 import { files, snapshot, type Backup } from '../test/integrations/caldav/host.ts';
 import { seedRadicale, seedXandikos, startRadicale, startXandikos } from '../test/integrations/caldav/servers.ts';
+import { printFigure, processUsage, smokeMode } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
+const SMOKE = smokeMode();
 /** Events in the big calendar. */
-const EVENTS = Number(process.env.CALDAV_BENCH_EVENTS ?? 5000);
+const EVENTS = Number(process.env.CALDAV_BENCH_EVENTS ?? (SMOKE ? 200 : 5000));
 /** Events restored (both servers spend 20–150 ms per PUT, Radicale more as the calendar grows). */
-const RESTORE = Math.min(EVENTS, Number(process.env.CALDAV_BENCH_RESTORE ?? 500));
+const RESTORE = Math.min(EVENTS, Number(process.env.CALDAV_BENCH_RESTORE ?? (SMOKE ? 50 : 500)));
 /** The host's maxconcurrency, and the raw client's parallel requests. */
 const PARALLEL = 4;
 
@@ -36,11 +39,19 @@ interface Row {
 }
 const rows: Row[] = [];
 
-function procStat(pid: number | undefined): { cpu: number; rss: number } {
-  if (pid === undefined) return { cpu: NaN, rss: NaN };
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { cpu: (Number(fields[11]) + Number(fields[12])) / 100, rss: hwm ? Number(hwm[1]) * 1024 : NaN };
+/** The row the last step recorded. */
+const lastRow = (): Row => rows[rows.length - 1] as Row;
+
+/**
+ * Prints a connector step's rate as a `BENCH` line, beside the raw client's rate for the same work when there is one;
+ * for a backup, the importer's peak RSS too.
+ */
+function printStep(measure: string, step: Row, raw?: Row): void {
+  const limit = raw ? { limit: raw.objects / raw.wall } : {};
+  printFigure({ integration: 'caldav', measure: `${measure}, ${step.server}`, value: step.objects / step.wall, unit: 'objects/s', ...limit });
+  if (measure.startsWith('backup') && step.rss !== undefined) {
+    printFigure({ integration: 'caldav', measure: `importer peak RSS, ${measure}, ${step.server}`, value: step.rss / 1e6, unit: 'MB' });
+  }
 }
 
 /** Spawns one connector (built executable with CALDAV_BENCH_EXE, else the sources through tsx) and sends Init. */
@@ -67,11 +78,11 @@ async function step<T>(
 ): Promise<T> {
   const { p, init } = await connector(kind, config);
   try {
-    const before = procStat(p.process.pid).cpu;
+    const before = processUsage(p.process.pid).cpu;
     const t = performance.now();
     const v = await run(p, init);
     const wall = (performance.now() - t) / 1000;
-    const after = procStat(p.process.pid);
+    const after = processUsage(p.process.pid);
     rows.push({ server, step: label, objects, wall, cpu: after.cpu - before, rss: after.rss });
     process.stderr.write(`  ${server}: ${label}: ${wall.toFixed(1)} s\n`);
     return v;
@@ -197,16 +208,21 @@ async function radicale(): Promise<void> {
     await backup(S, 'listing only, cold (Radicale parses every object once)', EVENTS, cfg('alice'), { openContent: false });
     const b = await backup(S, 'backup, every object read (multiget read-ahead)', EVENTS, cfg('alice'));
     check(b, EVENTS + 1);
+    const full = lastRow();
     await raw(S, 'raw client: PROPFIND + multiget batches of 100', EVENTS, async () => expectCount(await rawMultiget(client('alice'), `${srv.url}alice/big/`), EVENTS, 'raw multiget'));
+    printStep(`backup of a ${EVENTS}-event calendar`, full, lastRow());
     await backup(S, 'incremental backup, nothing changed', EVENTS, cfg('alice'), { openContent: false });
+    printStep(`incremental backup of a ${EVENTS}-event calendar, nothing changed`, lastRow());
     await backup(S, 'incremental backup, 1% read', EVENTS, cfg('alice'), {
       openContent: (r) => Number(/(\d+)\.ics$/.exec(r.pathname)?.[1] ?? 1) % 100 === 0,
     });
     const keep = new Set(['/', '/big', '/big/.collection.json', ...events(RESTORE).map(([n]) => `/big/${n}`)]);
     const entries = snapshot(b).filter((e) => keep.has(e.path));
     await restore(S, 'restore into an empty account', cfg('bob'), entries);
+    const restored = lastRow();
     await restore(S, 'the same restore again (nothing written)', cfg('bob'), entries);
     await raw(S, 'raw client: MKCALENDAR + PUT If-None-Match', RESTORE, () => rawRestore(client('carol'), `${srv.url}carol/big/`, events(RESTORE)));
+    printStep(`restore of ${RESTORE} events into an empty calendar`, restored, lastRow());
   } finally {
     await srv.stop();
   }
@@ -222,11 +238,15 @@ async function xandikos(): Promise<void> {
     process.stderr.write(`${S}: ${EVENTS} events\n`);
     const b = await backup(S, 'backup (one calendar-query while listing)', EVENTS, cfg(src.url, '/user/calendars/big/'));
     check(b, EVENTS + 1);
+    const full = lastRow();
     await raw(S, 'raw client: one calendar-query', EVENTS, async () => expectCount(await rawQuery(client(), `${src.url}user/calendars/big/`), EVENTS, 'raw query'));
+    printStep(`backup of a ${EVENTS}-event calendar`, full, lastRow());
     await backup(S, 'incremental backup, nothing changed (the query again)', EVENTS, cfg(src.url, '/user/calendars/big/'), { openContent: false });
     const keep = new Set(['/', '/.collection.json', ...events(RESTORE).map(([n]) => `/${n}`)]);
     await restore(S, 'restore into an empty server', cfg(dst.url, '/user/calendars/restored/'), snapshot(b).filter((e) => keep.has(e.path)));
+    const restored = lastRow();
     await raw(S, 'raw client: MKCALENDAR + PUT If-None-Match', RESTORE, () => rawRestore(client(), `${dst.url}user/calendars/raw/`, events(RESTORE)));
+    printStep(`restore of ${RESTORE} events into an empty calendar`, restored, lastRow());
   } finally {
     await Promise.all([src.stop(), dst.stop()]);
   }

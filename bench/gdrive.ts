@@ -7,7 +7,6 @@
 // The large file is also uploaded and downloaded by googleapis itself in this process (the practical limit of the
 // client library against the same emulator); every figure is printed as a `BENCH` line too (bench/report.ts).
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { join } from 'node:path';
 import { Readable, Writable } from 'node:stream';
@@ -15,35 +14,13 @@ import { OAuth2Client } from 'google-auth-library';
 import { drive_v3 } from 'googleapis/build/src/apis/drive/v3.js';
 import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
 import { DriveEmulator } from '../test/servers/drive-emulator.ts';
-import { printFigure } from './report.ts';
+import { mbps, printFigure, processUsage, sizeArg } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
 const MEMORY_TARGET = 200 * MiB;
 const CLIENT_ID = 'bench.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-bench';
-
-const SMOKE = process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
-
-function arg(name: string, fallback: number, smoke: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : SMOKE ? smoke : fallback;
-}
-
-/** MB/s (10^6 bytes, as the other benches report throughput). */
-const mbps = (bytes: number, seconds: number): number => bytes / 1e6 / seconds;
-
-function peakRss(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** CPU seconds (user + system) a process used so far: a figure that a busy machine distorts less than wall time. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100; // USER_HZ
-}
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -100,7 +77,7 @@ async function restoreBig(config: Record<string, string>, size: number): Promise
   const hash = createHash('sha256');
   const p = await connector('exporter', config);
   try {
-    const cpu0 = cpuSeconds(p.process.pid);
+    const cpu0 = processUsage(p.process.pid).cpu;
     const started = performance.now();
     const out = await p.host.exportTree([
       { path: '/', info: { name: 'bench', mode: 0x800001ed } },
@@ -117,7 +94,8 @@ async function restoreBig(config: Record<string, string>, size: number): Promise
     ]);
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
-    return { seconds, cpu: cpuSeconds(p.process.pid) - cpu0, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes: size };
+    const used = processUsage(p.process.pid);
+    return { seconds, cpu: used.cpu - cpu0, rss: used.rss, sha256: hash.digest('hex'), bytes: size };
   } finally {
     await p.dispose();
   }
@@ -129,7 +107,7 @@ async function backupBig(config: Record<string, string>): Promise<Run> {
   try {
     const hash = createHash('sha256');
     let bytes = 0;
-    const cpu0 = cpuSeconds(p.process.pid);
+    const cpu0 = processUsage(p.process.pid).cpu;
     const started = performance.now();
     const out = await p.host.importAll({
       content: (r: WireRecord) =>
@@ -145,7 +123,8 @@ async function backupBig(config: Record<string, string>): Promise<Run> {
     });
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`backup failed: ${out.itemErrors[0]?.message}`);
-    return { seconds, cpu: cpuSeconds(p.process.pid) - cpu0, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes };
+    const used = processUsage(p.process.pid);
+    return { seconds, cpu: used.cpu - cpu0, rss: used.rss, sha256: hash.digest('hex'), bytes };
   } finally {
     await p.dispose();
   }
@@ -199,15 +178,16 @@ async function repository(config: Record<string, string>, objects: number, label
     row(`${label}: List ${objects} packfiles`, `${((performance.now() - started) / 1000).toFixed(1)} s`);
     started = performance.now();
     const gets = Math.min(objects, 2000);
-    const cpu0 = cpuSeconds(p.process.pid);
+    const cpu0 = processUsage(p.process.pid).cpu;
     for (let i = 0; i < gets; i++) {
       const mac = macs[i] as Buffer;
       for (const off of [16, 1000, 30_000]) await p.host.get(RESOURCE.PACKFILE, mac, { offset: off, length: 720 });
     }
     s = (performance.now() - started) / 1000;
-    row(`${label}: ranged Get of 720 B (${gets * 3}, one at a time)`, `${((s / (gets * 3)) * 1000).toFixed(2)} ms each, connector CPU ${(((cpuSeconds(p.process.pid) - cpu0) / (gets * 3)) * 1000).toFixed(2)} ms`);
+    const used = processUsage(p.process.pid);
+    row(`${label}: ranged Get of 720 B (${gets * 3}, one at a time)`, `${((s / (gets * 3)) * 1000).toFixed(2)} ms each, connector CPU ${(((used.cpu - cpu0) / (gets * 3)) * 1000).toFixed(2)} ms`);
     printFigure({ integration: 'gdrive', measure: `storage ranged Get of 720 B, one at a time (${label})`, value: (s / (gets * 3)) * 1000, unit: 'ms' });
-    row(`${label}: storage connector peak RSS`, mib(peakRss(p.process.pid)));
+    row(`${label}: storage connector peak RSS`, mib(used.rss));
   } finally {
     await p.dispose();
   }
@@ -256,11 +236,11 @@ async function rawLimit(emu: DriveEmulator, size: number): Promise<{ up: number;
 }
 
 async function main(): Promise<void> {
-  const big = arg('big-mib', 300, 16) * MiB;
-  const huge = arg('huge-mib', 2048, 64) * MiB;
-  const objects = arg('objects', 5000, 100);
+  const big = sizeArg('big-mib', 300, 16) * MiB;
+  const huge = sizeArg('huge-mib', 2048, 64) * MiB;
+  const objects = sizeArg('objects', 5000, 100);
   const loadBefore = os.loadavg()[0] ?? 0;
-  const emu = await DriveEmulator.start({ latencyMs: arg('latency-ms', 0, 0) });
+  const emu = await DriveEmulator.start({ latencyMs: sizeArg('latency-ms', 0, 0) });
   emu.addClient(CLIENT_ID, CLIENT_SECRET);
   const refreshToken = emu.issueRefreshToken(CLIENT_ID);
   const config = (location: string, extra: Record<string, string> = {}): Record<string, string> => ({

@@ -11,12 +11,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, type ExportEntry, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
-import { printFigure } from './report.ts';
+import { printFigure, processUsage, smokeMode } from './report.ts';
 import { startDovecot } from '../test/integrations/imap/dovecot.ts';
 import { inspect, makeMessages, seed, seedMaildir } from '../test/integrations/imap/helpers.ts';
 
 const ROOT = join(import.meta.dirname, '..');
-const SMOKE = process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
+const SMOKE = smokeMode();
 const MESSAGES = Number(process.env.IMAP_BENCH_MESSAGES ?? (SMOKE ? 200 : 5000));
 const BIG = Number(process.env.IMAP_BENCH_BIG ?? (SMOKE ? 1000 : 50_000));
 const CONCURRENCY = String(Number(process.env.IMAP_BENCH_CONCURRENCY ?? 4));
@@ -40,20 +40,6 @@ function say(line: string): void {
   process.stdout.write(`${line}\n`);
 }
 
-/** Peak RSS (VmHWM) of a process from /proc. */
-function peakRss(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** CPU seconds (user + system) a process has used so far: load-independent, unlike wall time on a shared machine. */
-function cpuSeconds(pid: number | undefined): number {
-  if (pid === undefined) return NaN;
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '').split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
-
 /** Spawns one connector (built executable when IMAP_BENCH_EXE is set, else the sources through tsx) and sends Init. */
 async function connector(kind: 'importer' | 'exporter', config: Record<string, string>): Promise<LaunchedPlugin> {
   const exe = process.env.IMAP_BENCH_EXE;
@@ -72,7 +58,7 @@ async function measured(step: string, kind: 'importer' | 'exporter', config: Rec
   try {
     const t = performance.now();
     const r = await fn(p);
-    const row: Row = { step, ...r, seconds: (performance.now() - t) / 1000, rss: peakRss(p.process.pid), cpu: cpuSeconds(p.process.pid) };
+    const row: Row = { step, ...r, seconds: (performance.now() - t) / 1000, ...processUsage(p.process.pid) };
     rows.push(row);
     say(`${step}: ${row.seconds.toFixed(1)} s, ${(row.messages / row.seconds).toFixed(0)} msg/s, peak RSS ${mb(row.rss ?? NaN)}`);
   } finally {

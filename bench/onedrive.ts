@@ -3,32 +3,18 @@
 // and a repository of many objects (Put, List, ranged Gets).
 // Run: npx tsx bench/onedrive.ts [--big-mib 300] [--huge-mib 2048] [--objects 5000]
 //   ONEDRIVE_BENCH_EXE=dist/onedrive/onedrive uses the built executable instead of the TypeScript sources.
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (16 MiB, 64 MiB, 100 objects).
+// The headline figures are printed as `BENCH` lines too (bench/report.ts); no raw Graph client runs beside them.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
 import { startGraphEmulator, type GraphEmulator } from '../test/servers/graph-emulator.ts';
+import { mbps, printFigure, processUsage, sizeArg } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
-
-function arg(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? Number(process.argv[i + 1]) : fallback;
-}
-
-function peakRss(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
-}
-
-/** CPU seconds (user + system) a process used so far: a figure that a busy machine distorts less than wall time. */
-function cpuSeconds(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return (Number(fields[11]) + Number(fields[12])) / 100;
-}
 
 function say(line: string): void {
   process.stdout.write(`${line}\n`);
@@ -75,7 +61,7 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
   const hash = createHash('sha256');
   const p = await connector('exporter', emu.config(`onedrive://${folder}`, { chunk_size: '10MiB' }));
   try {
-    const cpuAtInit = cpuSeconds(p.process.pid);
+    const cpuAtInit = processUsage(p.process.pid).cpu;
     const started = performance.now();
     const out = await p.host.exportTree(
       [
@@ -95,7 +81,8 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
     );
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`restore failed: ${out.itemErrors[0]?.error}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), cpu: cpuSeconds(p.process.pid) - cpuAtInit };
+    const used = processUsage(p.process.pid);
+    return { seconds, rss: used.rss, sha256: hash.digest('hex'), cpu: used.cpu - cpuAtInit };
   } finally {
     await p.dispose();
   }
@@ -104,7 +91,7 @@ async function restoreBig(emu: GraphEmulator, folder: string, size: number): Pro
 async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds: number; rss: number; sha256: string; bytes: number; cpu: number }> {
   const p = await connector('importer', emu.config(`onedrive://${folder}`));
   try {
-    const cpuAtInit = cpuSeconds(p.process.pid);
+    const cpuAtInit = processUsage(p.process.pid).cpu;
     const hash = createHash('sha256');
     let bytes = 0;
     const started = performance.now();
@@ -123,7 +110,8 @@ async function backupBig(emu: GraphEmulator, folder: string): Promise<{ seconds:
     });
     const seconds = (performance.now() - started) / 1000;
     if (out.itemErrors.length > 0) throw new Error(`backup failed: ${out.itemErrors[0]?.message}`);
-    return { seconds, rss: peakRss(p.process.pid), sha256: hash.digest('hex'), bytes, cpu: cpuSeconds(p.process.pid) - cpuAtInit };
+    const used = processUsage(p.process.pid);
+    return { seconds, rss: used.rss, sha256: hash.digest('hex'), bytes, cpu: used.cpu - cpuAtInit };
   } finally {
     await p.dispose();
   }
@@ -143,6 +131,11 @@ async function bigFile(emu: GraphEmulator, mib: number, rssLimit?: number): Prom
   const limit = rssLimit !== undefined ? `< ${(rssLimit / MiB).toFixed(0)} MiB` : '—';
   row(`exporter peak RSS (${mib} MiB restore)`, `${(r.rss / MiB).toFixed(0)} MiB`, limit);
   row(`importer peak RSS (${mib} MiB backup)`, `${(b.rss / MiB).toFixed(0)} MiB`, limit);
+  printFigure({ integration: 'onedrive', measure: `exporter restore throughput (${mib} MiB, 10 MiB fragments)`, value: mbps(size, r.seconds), unit: 'MB/s' });
+  printFigure({ integration: 'onedrive', measure: `importer backup throughput (${mib} MiB, verified ranged download)`, value: mbps(size, b.seconds), unit: 'MB/s' });
+  const target = rssLimit !== undefined ? { target: `< ${(rssLimit / 1e6).toFixed(0)} MB` } : {};
+  printFigure({ integration: 'onedrive', measure: `exporter peak RSS (${mib} MiB restore)`, value: r.rss / 1e6, unit: 'MB', ...target });
+  printFigure({ integration: 'onedrive', measure: `importer peak RSS (${mib} MiB backup)`, value: b.rss / 1e6, unit: 'MB', ...target });
   if (rssLimit !== undefined && Math.max(r.rss, b.rss) >= rssLimit) process.exitCode = 1;
 }
 
@@ -166,6 +159,7 @@ async function repository(emu: GraphEmulator, objects: number): Promise<void> {
     await Promise.all(inFlight);
     let s = (performance.now() - t) / 1000;
     row(`repository: ${objects} Puts (1–16 KiB, 2 at a time)`, `${s.toFixed(1)} s, ${(objects / s).toFixed(0)} objects/s`);
+    printFigure({ integration: 'onedrive', measure: 'storage Put of 1–16 KiB packfiles, 2 at a time', value: objects / s, unit: 'objects/s' });
     t = performance.now();
     const listed = await p.host.list(RESOURCE.PACKFILE);
     s = (performance.now() - t) / 1000;
@@ -176,7 +170,9 @@ async function repository(emu: GraphEmulator, objects: number): Promise<void> {
     for (let i = 0; i < gets; i++) await p.host.get(RESOURCE.PACKFILE, macs[i] as Buffer, { offset: 16, length: 512 });
     s = (performance.now() - t) / 1000;
     row(`repository: ${gets} ranged Gets of distinct packfiles, one at a time (cache on)`, `${((s / gets) * 1000).toFixed(1)} ms each`);
-    row(`repository: storage peak RSS / CPU`, `${(peakRss(p.process.pid) / MiB).toFixed(0)} MiB / ${cpuSeconds(p.process.pid).toFixed(1)} s`);
+    printFigure({ integration: 'onedrive', measure: 'storage ranged Get of 512 B of a distinct packfile, one at a time (cache on)', value: (s / gets) * 1000, unit: 'ms' });
+    const used = processUsage(p.process.pid);
+    row(`repository: storage peak RSS / CPU`, `${(used.rss / MiB).toFixed(0)} MiB / ${used.cpu.toFixed(1)} s`);
     row(`repository: HTTP requests to the emulator (whole run so far)`, `${emu.count()}`);
   } finally {
     await p.dispose();
@@ -184,9 +180,9 @@ async function repository(emu: GraphEmulator, objects: number): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const bigMib = arg('big-mib', 300);
-  const hugeMib = arg('huge-mib', 2048);
-  const objects = arg('objects', 5000);
+  const bigMib = sizeArg('big-mib', 300, 16);
+  const hugeMib = sizeArg('huge-mib', 2048, 64);
+  const objects = sizeArg('objects', 5000, 100);
   const emu = await startGraphEmulator();
   const os = await import('node:os');
   const loadBefore = os.loadavg()[0] ?? 0;

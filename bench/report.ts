@@ -1,6 +1,8 @@
 // The one output convention bench/run.ts reads besides markdown tables: `BENCH {json}` lines, one per figure.
 // A bench script prints `figureLine({...})` next to its own table; run.ts gathers them into the summary of
 // docs/BENCHMARKS.md, with the connector's figure, the raw client's (the practical limit) and their ratio.
+// Also the one sampling of a spawned connector's CPU and peak RSS that the bench scripts share.
+import { readFileSync } from 'node:fs';
 
 /** One measured figure. `limit` is the same transfer done by the raw client library against the same server. */
 export interface BenchFigure {
@@ -55,4 +57,44 @@ export function ratioText(f: BenchFigure): string {
   const lowerIsBetter = /^(ms|s|MB|MiB|KiB|bytes|ms\/\w+)$/.test(f.unit);
   const r = lowerIsBetter ? f.limit / f.value : f.value / f.limit;
   return r.toFixed(2);
+}
+
+/** True in smoke mode (`--smoke` or KLOSET_TS_BENCH_SMOKE=1): small sizes, to check that a script runs, not to measure. */
+export function smokeMode(): boolean {
+  return process.argv.includes('--smoke') || process.env.KLOSET_TS_BENCH_SMOKE === '1';
+}
+
+/** The number after `--<name>` on the command line; else `smoke` in smoke mode, else `full`. */
+export function sizeArg(name: string, full: number, smoke: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(process.argv[i + 1]) : smokeMode() ? smoke : full;
+}
+
+/** MB/s (10^6 bytes a second), the throughput unit of every bench. */
+export function mbps(bytes: number, seconds: number): number {
+  return bytes / 1e6 / seconds;
+}
+
+/** What a process has used so far, read from /proc (Linux). */
+export interface ProcessUsage {
+  /** CPU seconds, user + system: a figure that a busy machine distorts less than wall time. */
+  cpu: number;
+  /** Peak resident set size (VmHWM) in bytes. */
+  rss: number;
+}
+
+/** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on every Linux Node runs on). */
+const USER_HZ = 100;
+
+/**
+ * The CPU time and peak RSS of process `pid` (a spawned connector) so far; NaN for both when there is no pid.
+ * Sample it after Init and again at the end to leave out start-up: CPU is cumulative, the peak RSS is the whole life's.
+ */
+export function processUsage(pid: number | undefined): ProcessUsage {
+  if (pid === undefined) return { cpu: NaN, rss: NaN };
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the command name, which may itself hold spaces and parentheses: utime and stime are the 12th and 13th.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return { cpu: (Number(fields[11]) + Number(fields[12])) / USER_HZ, rss: hwm ? Number(hwm[1]) * 1024 : NaN };
 }

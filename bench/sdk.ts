@@ -1,12 +1,16 @@
 // SDK benchmark through the built fixture executable over two pipes: cold start, Put/Get/Open throughput, small ranged Gets, peak RSS.
+// Run: npx tsx bench/sdk.ts (BENCH_BYTES=… changes the 1 GiB transfers; `npm run build -- --only fixture` first).
+//   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (64 MiB, 2,000 small Gets).
+// Prints a table and every figure as a `BENCH` line (bench/report.ts), with the target the SDK issue set.
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, RESOURCE, type LaunchedPlugin } from '../test/harness/index.ts';
 import { decodeMessage, encodeMessage } from '../test/harness/messages.ts';
+import { printFigure, processUsage, smokeMode } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MANIFEST = join(ROOT, 'dist', 'fixture', 'manifest.yaml');
@@ -20,17 +24,6 @@ export interface Figure {
   unit: string;
   target?: string;
   ok?: boolean;
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
-}
-
-function peakRss(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
 }
 
 function median(xs: number[]): number {
@@ -96,18 +89,19 @@ export async function benchSdk(options: { bytes?: number; smallGets?: number } =
     const packBytes = 64 * MiB;
     await s.host.put(RESOURCE.PACKFILE, pack, generate(packBytes));
     await s.host.get(RESOURCE.PACKFILE, pack, { offset: 0, length: 16 });
-    const ticks0 = cpuTicks(s.process.pid);
+    const cpu0 = processUsage(s.process.pid).cpu;
     t0 = performance.now();
     for (let i = 0; i < smallGets; i++) {
       const offset = Math.floor(((i * 7919) % 9973) / 9973 * (packBytes - 1000));
       await s.host.get(RESOURCE.PACKFILE, pack, { offset, length: 720 });
     }
     const wall = (performance.now() - t0) / smallGets;
-    const cpu = ((cpuTicks(s.process.pid) - ticks0) * 10) / smallGets;
+    const used = processUsage(s.process.pid);
+    const cpu = ((used.cpu - cpu0) * 1000) / smallGets;
     figures.push({ name: `small ranged Get round trip (720 B, ${smallGets} sequential)`, value: wall, unit: 'ms', target: '—' });
     figures.push({ name: 'plugin CPU per small ranged Get', value: cpu, unit: 'ms', target: '< 0.4 ms', ok: cpu < 0.4 });
-    const storageRss = peakRss(s.process.pid);
-    figures.push({ name: 'storage peak RSS (1 GiB Put + Get)', value: storageRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: storageRss <= 120 * MiB });
+    const storageRss = used.rss;
+    figures.push({ name: `storage peak RSS (${bytes / MiB} MiB Put + Get)`, value: storageRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: storageRss <= 120 * MiB });
     await s.dispose();
 
     // Importer Open of one large file.
@@ -124,8 +118,8 @@ export async function benchSdk(options: { bytes?: number; smallGets?: number } =
     await imp.host.importAll({ content: () => new Writable({ write: (_c, _e, cb) => cb() }) });
     const openMBs = bytes / 1e6 / ((performance.now() - t0) / 1000);
     figures.push({ name: `Open throughput (${bytes / MiB} MiB file)`, value: openMBs, unit: 'MB/s', target: '≥ 150 MB/s', ok: openMBs >= 150 });
-    const importerRss = peakRss(imp.process.pid);
-    figures.push({ name: 'importer peak RSS (1 GiB Open)', value: importerRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: importerRss <= 120 * MiB });
+    const importerRss = processUsage(imp.process.pid).rss;
+    figures.push({ name: `importer peak RSS (${bytes / MiB} MiB Open)`, value: importerRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: importerRss <= 120 * MiB });
     await imp.dispose();
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -140,6 +134,8 @@ export function figuresTable(figures: Figure[]): string {
 }
 
 if (process.argv[1] && import.meta.filename === process.argv[1]) {
-  const figures = await benchSdk({ bytes: Number(process.env.BENCH_BYTES ?? GiB) });
+  const smoke = smokeMode();
+  const figures = await benchSdk({ bytes: Number(process.env.BENCH_BYTES ?? (smoke ? 64 * MiB : GiB)), smallGets: smoke ? 2000 : undefined });
   process.stdout.write(`${figuresTable(figures)}\n`);
+  for (const f of figures) printFigure({ integration: 'sdk', measure: f.name, value: f.value, unit: f.unit, ...(f.target && f.target !== '—' ? { target: f.target } : {}) });
 }
