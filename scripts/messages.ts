@@ -61,7 +61,7 @@ const TRANSPARENT_CALLS = new Set([
   'firstLine',
 ]);
 /** String and array methods shown as their receiver (`names.join(', ')` → `<names>`). */
-const RECEIVER_METHODS = new Set(['join', 'slice', 'replace', 'trim', 'toFixed', 'toUpperCase', 'toLowerCase', 'split', 'map', 'filter', 'toString', 'padStart']);
+const RECEIVER_METHODS = new Set(['join', 'slice', 'replace', 'trim', 'toFixed', 'toUpperCase', 'toLowerCase', 'split', 'map', 'filter', 'toString', 'padStart', 'toLocaleString']);
 /** Placeholder names for some common expressions. */
 const RENAMED = new Map([
   ['describeError', 'cause'],
