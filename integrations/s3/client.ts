@@ -110,6 +110,15 @@ export function errorFacts(err: unknown): { code: string; status: number | undef
   return { code, status, message, retryAfter: e.$response?.headers?.['retry-after'] };
 }
 
+/**
+ * True when the service refused the SSE-KMS key rather than the request's credentials: AWS answers `KMS.*` codes or
+ * an AccessDenied naming a `kms:` action; Ceph answers InvalidAccessKeyId with "Failed to retrieve the actual key,
+ * kms-keyid: …". That is about one key (sse_kms_key_id, or the key an object was written with), not the access key.
+ */
+export function isKmsRefusal(facts: { code: string; message: string }): boolean {
+  return facts.code.startsWith('KMS.') || /\bkms[-:]|\bKMS key\b/i.test(facts.message);
+}
+
 function innermost(err: unknown): unknown {
   return err instanceof ServiceError && err.cause !== undefined ? err.cause : err;
 }
@@ -124,6 +133,7 @@ export function classify(err: unknown): Classification {
   const raw = innermost(err);
   const { code, status, retryAfter } = errorFacts(raw);
   if (THROTTLE_CODES.has(code) || status === 429 || status === 503) return { kind: 'throttle', retryAfterMs: parseRetryAfter(retryAfter) };
+  if (isKmsRefusal(errorFacts(raw))) return { kind: 'permanent' };
   if (code in AUTH_HINTS) return { kind: 'fatal' };
   // 501: the service lacks the feature (conditional PUT, tagging…); asking again cannot help.
   if (code === 'NotImplemented' || status === 501) return { kind: 'permanent' };
@@ -280,6 +290,12 @@ export class S3 {
     if (err instanceof KlosetError) return err;
     const facts = errorFacts(err);
     const { code, status } = facts;
+    if (isKmsRefusal(facts)) {
+      return new ServiceError(code, `the service refused the KMS key: ${facts.message.slice(0, 200)} (${code}) (hint: check sse_kms_key_id, and that these credentials may use that key)`, {
+        cause: err,
+        httpStatus: status,
+      });
+    }
     const auth = AUTH_HINTS[code];
     if (auth) return new AuthError(`${auth} (${code})`, { cause: err, denied: code === 'AccessDenied' || code === 'Forbidden' });
     if (code === 'NoSuchBucket') {

@@ -91,6 +91,7 @@ export const importer = defineImporter({
           if (head.StorageClass) meta.info['storage-class'] = head.StorageClass;
           if (head.VersionId && head.VersionId !== 'null') meta.info['version-id'] = head.VersionId;
           if (head.ServerSideEncryption) meta.info.sse = head.ServerSideEncryption;
+          if (head.SSEKMSKeyId) meta.info['sse-kms-key-id'] = head.SSEKMSKeyId;
           if (head.SSECustomerAlgorithm) meta.info.sse = `customer-${head.SSECustomerAlgorithm}`;
           mtime = parseMtime(meta.user['mtime']) ?? mtime;
           untagged = o.tags === 'auto' && !(head.TagCount && head.TagCount > 0);

@@ -77,7 +77,8 @@ export function escapesPrefix(key: string): boolean {
 // whose value is the raw value, so the metadata is browsable in the snapshot. Encoding version 1:
 //   s3.v1.content-type=…  s3.v1.cache-control=…  s3.v1.content-encoding=…  s3.v1.content-disposition=…
 //   s3.v1.content-language=…  s3.v1.expires=…  s3.v1.website-redirect-location=…
-//   s3.v1.storage-class=…  s3.v1.etag=…  s3.v1.version-id=…  s3.v1.sse=…      (informational, never written back)
+//   s3.v1.storage-class=…  s3.v1.etag=…  s3.v1.version-id=…  s3.v1.sse=…  s3.v1.sse-kms-key-id=…
+//                                                                           (informational, never written back)
 //   s3.v1.meta.<name>=…        user metadata (x-amz-meta-<name>), name percent-encoded
 //   s3.v1.tag.<key>=…          object tags, key percent-encoded
 //   s3.v1.directory-marker=true   on a directory: a zero-byte `dir/` object existed
@@ -98,7 +99,7 @@ export const SYSTEM_FIELDS = [
 ] as const;
 
 /** Informational fields: recorded, never written back on restore. */
-export const INFO_FIELDS = ['storage-class', 'etag', 'version-id', 'sse'] as const;
+export const INFO_FIELDS = ['storage-class', 'etag', 'version-id', 'sse', 'sse-kms-key-id'] as const;
 
 type SystemField = (typeof SYSTEM_FIELDS)[number];
 type InfoField = (typeof INFO_FIELDS)[number];

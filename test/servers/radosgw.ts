@@ -60,6 +60,10 @@ export interface Radosgw extends RadosgwInfo {
 }
 
 const DAEMONS = ['client.rgw.a', 'osd.0', 'mon.a'] as const;
+
+/** The SSE-KMS key id every test radosgw knows (Ceph's "testing" KMS backend), and its 256-bit key (not a secret). */
+export const RADOSGW_KMS_KEY_ID = 'kloset-test-key';
+const RADOSGW_KMS_KEY = Buffer.alloc(32, 0x4b).toString('base64');
 type Daemon = (typeof DAEMONS)[number];
 
 /**
@@ -286,5 +290,8 @@ osd_max_object_namespace_len = 64
 [client.rgw.a]
 rgw_frontends = ${frontend}
 rgw_data = ${p.dir}/rgw
+# SSE-KMS with Ceph's static "testing" key store: the key id below encrypts objects for real (Pacific has no SSE-S3)
+rgw_crypt_s3_kms_backend = testing
+rgw_crypt_s3_kms_encryption_keys = ${RADOSGW_KMS_KEY_ID}=${RADOSGW_KMS_KEY}
 `;
 }

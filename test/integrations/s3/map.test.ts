@@ -1,7 +1,7 @@
 // Unit tests of the s3 mapping: keys ↔ paths (lossless), metadata xattr encoding v1, mtimes, escapes, error classification.
 import { describe, expect, it } from 'vitest';
 import { AuthError, NotFoundError, ServiceError } from '../../../shared/index.ts';
-import { classify, decodeListedKey, errorFacts } from '../../../integrations/s3/client.ts';
+import { classify, decodeListedKey, errorFacts, isKmsRefusal } from '../../../integrations/s3/client.ts';
 import {
   ancestorsBelow,
   escapesPrefix,
@@ -152,6 +152,14 @@ describe('s3 client: error classification', () => {
     expect(classify(s3err('InvalidObjectState', 403))).toEqual({ kind: 'permanent' });
     expect(classify(new ServiceError('SlowDown', 'x', { cause: s3err('SlowDown', 503) }))).toMatchObject({ kind: 'throttle' });
     expect(classify(new NotFoundError('x'))).toEqual({ kind: 'permanent' });
+    // A refused SSE-KMS key concerns that key, not the credentials: the object fails, the run goes on.
+    const kms = (code: string, status: number, message: string) => Object.assign(s3err(code, status), { message });
+    expect(classify(kms('InvalidAccessKeyId', 403, 'Failed to retrieve the actual key, kms-keyid: k1'))).toEqual({ kind: 'permanent' });
+    expect(classify(kms('KMS.NotFoundException', 400, 'Invalid keyId k1'))).toEqual({ kind: 'permanent' });
+    expect(classify(kms('AccessDenied', 403, 'User: arn:aws:iam::1:user/u is not authorized to perform: kms:GenerateDataKey on resource: k1'))).toEqual({
+      kind: 'permanent',
+    });
+    expect(isKmsRefusal(errorFacts(kms('AccessDenied', 403, 'Access Denied')))).toBe(false);
   });
 
   it('codes of body-less answers come from the status', () => {

@@ -1,7 +1,7 @@
 // s3 options on the wire: what requester_pays, request_checksum, sse/sse_kms_key_id, sse_customer_key and session_token put in the
 // requests that reach radosgw, seen by a proxy that relays everything and records the request headers.
 import type { IncomingHttpHeaders } from 'node:http';
-import { CreateBucketCommand, GetObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateBucketCommand, GetObjectCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
 import { assertNoSecrets, type OpenConnector } from '../../conformance/index.ts';
 import { pseudoRandom, randomMac, sha256 } from '../../conformance/data.ts';
@@ -11,9 +11,10 @@ import { s3Connectors } from './connect.ts';
 import { readObject } from './inspect.ts';
 import { startFlakyProxy, type Proxy } from './proxies.ts';
 import { bucketName, configFor, hostOf, radosgw, sdkClient } from './servers.ts';
+import { RADOSGW_KMS_KEY_ID as KMS_KEY_ID } from '../../servers/radosgw.ts';
 
 const MiB = 1024 * 1024;
-const KMS_KEY_ID = 'kloset-test-key';
+
 // radosgw refuses server-side encryption over plain HTTP unless told otherwise.
 const rgw = await radosgw({ sseOverHttp: true });
 const sdk: S3Client = sdkClient(rgw);
@@ -112,21 +113,67 @@ describe('s3: options on the wire', () => {
     expect((await store.host.open()).toString()).toBe('_KLOSET_sse');
   });
 
-  it('sse=aws:kms with sse_kms_key_id reaches the service; a key it cannot find fails that object with its message', async () => {
-    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-kms'), 'out', { sse: 'aws:kms', sse_kms_key_id: KMS_KEY_ID }));
+  it('sse=aws:kms with sse_kms_key_id: objects and repositories are encrypted with that key, read back, and the importer records it; an unknown key fails that object with its message', async () => {
+    const bucket = bucketName('wire-kms');
+    const { seen, config } = await recorded(configFor(rgw, bucket, 'out', { sse: 'aws:kms', sse_kms_key_id: KMS_KEY_ID }));
     const exporter = await open('exporter', config);
+    const big = pseudoRandom(6 * MiB, 21);
     const out = await exporter.host.exportTree([
       { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
-      { path: '/a.txt', info: { mode: 0o644, size: 1 }, content: Buffer.from('a') },
+      { path: '/a.txt', info: { mode: 0o644, size: 5 }, content: Buffer.from('kms!!') },
+      { path: '/big.bin', info: { mode: 0o644, size: big.length }, content: big },
     ]);
     expect(out.status.code, out.status.details).toBe(0);
-    const puts = seen.filter(isUpload);
-    expect(puts).toHaveLength(1);
-    expect(puts[0]?.headers['x-amz-server-side-encryption']).toBe('aws:kms');
-    expect(puts[0]?.headers['x-amz-server-side-encryption-aws-kms-key-id']).toBe(KMS_KEY_ID);
-    // This radosgw has no KMS backend configured (its keys can only be set at start-up).
-    expect(out.itemErrors).toEqual([
-      { pathname: '/a.txt', error: expect.stringMatching(/^s3 exporter: cannot write s3:\/\/[^ ]+\/out\/a\.txt: InvalidArgument \(HTTP 400\): Failed to retrieve the actual key, kms-keyid: kloset-test-key$/) },
+    expect(out.itemErrors).toEqual([]);
+    // One PUT for a.txt and CreateMultipartUpload for big.bin carry the key (parts inherit it).
+    const asked = seen.filter((s) => (isUpload(s) && !s.url.includes('partNumber=')) || (s.method === 'POST' && s.url.includes('uploads')));
+    expect(asked).toHaveLength(2);
+    for (const s of asked) {
+      expect(s.headers['x-amz-server-side-encryption'], s.url).toBe('aws:kms');
+      expect(s.headers['x-amz-server-side-encryption-aws-kms-key-id'], s.url).toBe(KMS_KEY_ID);
+    }
+    // radosgw's KMS ("testing" key store, test/servers/radosgw.ts) encrypted them with that key.
+    for (const key of ['out/a.txt', 'out/big.bin']) {
+      const head = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      expect(head.ServerSideEncryption, key).toBe('aws:kms');
+      expect(head.SSEKMSKeyId, key).toBe(KMS_KEY_ID);
+    }
+    expect((await readObject(sdk, bucket, 'out/a.txt')).toString()).toBe('kms!!');
+    expect(sha256(await readObject(sdk, bucket, 'out/big.bin'))).toBe(sha256(big));
+
+    const importer = await open('importer', configFor(rgw, bucket, 'out'));
+    const imported = await importer.host.importAll({ maxConcurrency: 2, content: 'bytes' });
+    expect(imported.status.code).toBe(0);
+    expect(imported.itemErrors).toEqual([]);
+    expect(sha256(imported.contents.get('/out/big.bin') as Buffer)).toBe(sha256(big));
+    const names = imported.records.find((r) => r.pathname === '/out/a.txt' && !r.isXattr)?.extendedAttributes;
+    expect(names).toContain('s3.v1.sse=aws%3Akms');
+    expect(names).toContain(`s3.v1.sse-kms-key-id=${KMS_KEY_ID}`);
+
+    const store = await open('storage', configFor(rgw, bucket, 'repo', { sse: 'aws:kms', sse_kms_key_id: KMS_KEY_ID }));
+    await store.host.create(Buffer.from('_KLOSET_kms'));
+    const mac = randomMac();
+    const pack = pseudoRandom(3 * MiB, 22);
+    await store.host.put(RESOURCE.PACKFILE, mac, pack);
+    expect(sha256(await store.host.get(RESOURCE.PACKFILE, mac))).toBe(sha256(pack));
+    expect((await store.host.get(RESOURCE.PACKFILE, mac, { offset: 1000, length: 5000 })).equals(pack.subarray(1000, 6000))).toBe(true);
+    expect((await store.host.open()).toString()).toBe('_KLOSET_kms');
+    const repoHead = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: 'repo/CONFIG' }));
+    expect(repoHead.SSEKMSKeyId).toBe(KMS_KEY_ID);
+
+    const unknown = await open('exporter', configFor(rgw, bucket, 'other', { sse: 'aws:kms', sse_kms_key_id: 'no-such-key' }));
+    const refused = await unknown.host.exportTree([
+      { path: '/', info: { mode: (0x80000000 | 0o755) >>> 0 } },
+      { path: '/b.txt', info: { mode: 0o644, size: 1 }, content: Buffer.from('b') },
+    ]);
+    expect(refused.status.code, refused.status.details).toBe(0);
+    expect(refused.itemErrors).toEqual([
+      {
+        pathname: '/b.txt',
+        error: expect.stringMatching(
+          /^s3 exporter: cannot write s3:\/\/[^ ]+\/other\/b\.txt: the service refused the KMS key: Failed to retrieve the actual key, kms-keyid: no-such-key \(InvalidAccessKeyId\) \(hint: check sse_kms_key_id, and that these credentials may use that key\)$/,
+        ),
+      },
     ]);
   });
 
