@@ -151,6 +151,8 @@ interface Result {
   cpuPerGet?: number;
   /** The host's own CPU per Get (ms; the Node harness's includes comparing the bytes), undefined for the raw SDK. */
   hostCpuPerGet?: number;
+  /** Median wall time of one Get (ms), undefined for the raw SDK. */
+  medianGetMs?: number;
   /** Only a sample was replayed; `seconds` is extrapolated from it. */
   extrapolatedFrom?: { gets: number; seconds: number };
 }
@@ -224,6 +226,7 @@ async function replayGo(host: Extract<Host, { kind: 'go' }>, config: Record<stri
     bytes: run.bytes,
     cpuPerGet: (run.pluginCpu * 1000) / run.calls,
     hostCpuPerGet: (run.hostCpu * 1000) / run.calls,
+    medianGetMs: run.latencyMs?.p50,
   });
   return { result, warm: again ? { cpuPerGet: (again.pluginCpu * 1000) / again.calls, gets: again.calls } : undefined };
 }
@@ -242,8 +245,11 @@ async function replayNode(config: Record<string, string>, packs: Pack[], sample:
     const t0 = performance.now();
     let gets = 0;
     let bytes = 0;
+    const times: number[] = [];
     for (const { pack: p, range: r } of selected(packs, sample)) {
+      const g0 = performance.now();
       const got = await plugin.host.get(RESOURCE.PACKFILE, p.mac, r);
+      times.push(performance.now() - g0);
       if (!got.equals(p.data.subarray(r.offset, r.offset + r.length))) {
         throw new Error(`Get ${r.offset}+${r.length} of packfile ${p.mac.toString('hex').slice(0, 8)} returned different bytes`);
       }
@@ -258,6 +264,7 @@ async function replayNode(config: Record<string, string>, packs: Pack[], sample:
       bytes,
       cpuPerGet: ((cpuTicks(plugin.process.pid) - ticks0) * CLK_TCK_MS) / gets,
       hostCpuPerGet: (cpu.user + cpu.system) / 1000 / gets,
+      medianGetMs: percentile(times, 0.5),
     });
     return { result, warm: warm ? await warmCpu(plugin, packs) : undefined };
   } finally {
@@ -339,8 +346,8 @@ export async function benchReadAhead(
     );
 
     rows.push(
-      '| latency | read path | seconds | MB/s | ratio vs raw | speed-up vs cache off | plugin CPU per Get | host CPU per Get |',
-      '|---|---|---|---|---|---|---|---|',
+      '| latency | read path | seconds | MB/s | ratio vs raw | speed-up vs cache off | median Get | plugin CPU per Get | host CPU per Get |',
+      '|---|---|---|---|---|---|---|---|---|',
     );
     let warm: Warm | undefined;
     for (const latency of [0, delayMs]) {
@@ -360,13 +367,14 @@ export async function benchReadAhead(
         const mbps = (r: Result): string => (r.bytes / 1e6 / r.seconds).toFixed(1);
         const cpu = (r: Result): string => (r.cpuPerGet === undefined ? '—' : `${r.cpuPerGet.toFixed(3)} ms`);
         const hostCpu = (r: Result): string => (r.hostCpuPerGet === undefined ? '—' : `${r.hostCpuPerGet.toFixed(3)} ms`);
+        const median = (r: Result): string => (r.medianGetMs === undefined ? '—' : `${r.medianGetMs.toFixed(2)} ms`);
         const offNote = off.extrapolatedFrom
           ? ` (**extrapolated** from ${off.extrapolatedFrom.gets} of ${off.gets} Gets in ${off.extrapolatedFrom.seconds.toFixed(1)} s)`
           : '';
         rows.push(
-          `| ${label} | raw AWS SDK, ${count} whole GetObject | ${raw.seconds.toFixed(2)} | ${mbps(raw)} | 1.00 | — | — | — |`,
-          `| ${label} | s3 executable via ${host.label}, cache on (${on.gets} ranged Gets) | ${on.seconds.toFixed(2)} | ${mbps(on)} | ${(on.seconds / raw.seconds).toFixed(2)} | ${(off.seconds / on.seconds).toFixed(1)}× | ${cpu(on)} | ${hostCpu(on)} |`,
-          `| ${label} | s3 executable via ${host.label}, cache off (${off.gets} ranged Gets${offNote}) | ${off.seconds.toFixed(2)} | ${mbps(off)} | ${(off.seconds / raw.seconds).toFixed(2)} | 1.0× | ${cpu(off)} | ${hostCpu(off)} |`,
+          `| ${label} | raw AWS SDK, ${count} whole GetObject | ${raw.seconds.toFixed(2)} | ${mbps(raw)} | 1.00 | — | — | — | — |`,
+          `| ${label} | s3 executable via ${host.label}, cache on (${on.gets} ranged Gets) | ${on.seconds.toFixed(2)} | ${mbps(on)} | ${(on.seconds / raw.seconds).toFixed(2)} | ${(off.seconds / on.seconds).toFixed(1)}× | ${median(on)} | ${cpu(on)} | ${hostCpu(on)} |`,
+          `| ${label} | s3 executable via ${host.label}, cache off (${off.gets} ranged Gets${offNote}) | ${off.seconds.toFixed(2)} | ${mbps(off)} | ${(off.seconds / raw.seconds).toFixed(2)} | 1.0× | ${median(off)} | ${cpu(off)} | ${hostCpu(off)} |`,
         );
         const rate = (r: Result): number => r.bytes / 1e6 / r.seconds;
         const what = `restore read pattern, ${count} × ${packBytes / MiB} MiB packfiles, ${label}, ${host.label}`;

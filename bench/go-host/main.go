@@ -40,6 +40,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime/pprof"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -95,6 +96,31 @@ type StepResult struct {
 	// CPU seconds this host used during the step (verification included for replay).
 	HostCPU  float64 `json:"hostCpu"`
 	Verified int     `json:"verified,omitempty"`
+	// Per-Get wall time quantiles in milliseconds (replay only).
+	Latency *Quantiles `json:"latencyMs,omitempty"`
+}
+
+// Quantiles of per-call times.
+type Quantiles struct {
+	P50 float64 `json:"p50"`
+	P90 float64 `json:"p90"`
+	P99 float64 `json:"p99"`
+	Max float64 `json:"max"`
+}
+
+func quantiles(ds []time.Duration) *Quantiles {
+	if len(ds) == 0 {
+		return nil
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i] < ds[j] })
+	at := func(p float64) float64 {
+		i := int(p * float64(len(ds)))
+		if i >= len(ds) {
+			i = len(ds) - 1
+		}
+		return float64(ds[i]) / 1e6
+	}
+	return &Quantiles{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: at(1)}
 }
 
 // Output is the one JSON line printed on stdout.
@@ -588,11 +614,14 @@ func (s *store) replay(work *replayWork, res *StepResult) error {
 	// Like kloset, the host reads each range into a buffer of the requested length (io.ReadFull); one reused buffer.
 	buf := make([]byte, 0, 6*mib)
 	var elapsed time.Duration
+	times := make([]time.Duration, 0, len(gets))
 	for _, g := range gets {
 		req := getRequest(g.mac, g.typ, g.offset, uint32(g.length), true)
 		t0 := time.Now()
 		got, err := s.get(req, buf[:0])
-		elapsed += time.Since(t0)
+		took := time.Since(t0)
+		elapsed += took
+		times = append(times, took)
 		if err != nil {
 			return fmt.Errorf("Get %x %d+%d: %w", g.mac[:4], g.offset, g.length, err)
 		}
@@ -617,6 +646,7 @@ func (s *store) replay(work *replayWork, res *StepResult) error {
 		buf = got
 	}
 	res.Seconds = elapsed.Seconds()
+	res.Latency = quantiles(times)
 	return nil
 }
 

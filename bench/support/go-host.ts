@@ -47,6 +47,8 @@ export interface GoHostStepResult {
   /** CPU seconds of the Go host itself during the step. */
   hostCpu: number;
   verified?: number;
+  /** Per-Get wall time quantiles in ms (replay only). */
+  latencyMs?: { p50: number; p90: number; p99: number; max: number };
 }
 
 export interface GoHostOutput {
