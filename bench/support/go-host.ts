@@ -5,7 +5,7 @@
 // or when KLOSET_TS_BENCH_HOST=node asks for the Node harness (to compare the two hosts).
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readManifest } from '../../test/harness/index.ts';
 
@@ -115,6 +115,10 @@ async function prepare(): Promise<GoHost | { available: false; reason: string }>
       return { available: false, reason: `go build of bench/go-host failed: ${(built.stderr || String(built.error)).trim().slice(0, 500)}` };
     }
     renameSync(tmp, binary);
+    // Builds of older sources are not needed any more.
+    for (const f of readdirSync(CACHE)) {
+      if (/^go-host-[0-9a-f]{16}$/.test(f) && join(CACHE, f) !== binary) rmSync(join(CACHE, f), { force: true });
+    }
   }
   const grpcVersion = grpcGoVersion();
   return {
