@@ -623,11 +623,6 @@ export class GrpcConnection {
     return this.bdp.window;
   }
 
-  /** What the plugin lets the host send: its advertised initial stream window and the connection window left. */
-  get peerWindows(): { stream: number | undefined; connection: number | undefined } {
-    return { stream: this.session.remoteSettings.initialWindowSize, connection: this.session.state.remoteWindowSize };
-  }
-
   /** Removes a finished call from the live set. */
   forget(call: Call): void {
     this.calls.delete(call);
