@@ -38,9 +38,6 @@ process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
 /** User-Agent suffix sent with every request. */
 const USER_AGENT = 'kloset-ts-s3/0.1.0';
 
-/** Downloaded bytes are handed on in chunks of about this size. */
-const COALESCE = 256 * 1024;
-
 /** A TCP connect taking longer than this is a failed attempt. */
 const CONNECT_TIMEOUT_MS = 20_000;
 
@@ -458,30 +455,11 @@ export class S3 {
         for (;;) {
           try {
             if (!stream) throw new ServiceError('EmptyBody', 'the service sent no body');
-            // Socket reads arrive in pieces of 16–64 KiB: gathered into larger chunks, they cost the host one
-            // message (and this process one gRPC write) per COALESCE bytes instead of one per piece.
-            let pieces: Buffer[] = [];
-            let pending = 0;
-            try {
-              for await (const chunk of stream as AsyncIterable<Buffer>) {
-                got += chunk.length;
-                pieces.push(chunk);
-                pending += chunk.length;
-                if (pending >= COALESCE) {
-                  const out = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, pending);
-                  pieces = [];
-                  pending = 0;
-                  yield out;
-                }
-              }
-            } finally {
-              // Bytes already received are good even when the connection broke after them.
-              if (pending > 0) {
-                const out = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces, pending);
-                pieces = [];
-                pending = 0;
-                yield out;
-              }
+            // Pieces go on as they arrive (16–64 KiB socket reads): the SDK gathers them into 1 MiB messages without
+            // a copy of its own, and bytes already received are good even when the connection breaks after them.
+            for await (const chunk of stream as AsyncIterable<Buffer>) {
+              got += chunk.length;
+              yield chunk;
             }
             if (expected !== undefined && got < expected) {
               throw Object.assign(new Error(`the connection closed after ${got} of ${expected} bytes`), { code: 'ERR_STREAM_PREMATURE_CLOSE' });

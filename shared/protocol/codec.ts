@@ -67,6 +67,8 @@ export function serviceDefinition(
  * tag, varint length, then the bytes. This is the hot path of every restore.
  */
 export function encodeChunkMessage(value: unknown): Buffer {
+  const encoded = (value as { encoded?: Buffer }).encoded;
+  if (encoded) return encoded;
   const chunk = (value as { chunk?: Uint8Array }).chunk;
   if (!chunk || chunk.length === 0) return Buffer.alloc(0);
   let len = chunk.length;

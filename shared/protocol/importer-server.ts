@@ -1,7 +1,6 @@
 // The importer service: Init, Ping, Import (records, finished, acks, half-close) and Open (1 MiB chunks), per PROTOCOL.md §3.4.
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
-import { rechunk } from '../content.ts';
 import type { ContentSource, ImporterDefinition, ImporterInstance, ImportItem, Integration, XattrItem } from '../define.ts';
 import { describeError, KlosetError } from '../errors.ts';
 import { log } from '../log.ts';
@@ -10,7 +9,7 @@ import { encodeChunkMessage, serviceDefinition } from './codec.ts';
 import { fileInfo, GoMode } from './fileinfo.ts';
 import { ConnectorRuntime, configFrom, hostOptionsFrom } from './runtime.ts';
 import { toStatus } from './status.ts';
-import { cancellationSignal, writeMessage } from './streams.ts';
+import { cancellationSignal, writeChunks, writeMessage } from './streams.ts';
 
 /** Location flag bits (PROTOCOL.md §3.2). */
 export const LocationFlag = { localfs: 1, file: 2, stream: 4, needack: 8, nomerge: 16 } as const;
@@ -210,11 +209,7 @@ export function importerService(integration: Integration, def: ImporterDefinitio
         throw new KlosetError(`cannot read ${path}: ${describeError(err)}`, status.UNKNOWN, { cause: err });
       }
       try {
-        for await (const chunk of rechunk(source)) {
-          if (signal.aborted) return;
-          const pending = writeMessage(call, { chunk });
-          if (pending) await pending;
-        }
+        await writeChunks(call, source, Infinity, () => signal.aborted);
       } catch (err) {
         throw new KlosetError(`cannot read ${path}: ${describeError(err)}`, status.UNKNOWN, { cause: err });
       }

@@ -3,7 +3,7 @@ import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { PassThrough } from 'node:stream';
 import { ReadAheadCache } from '../cache/read-ahead.ts';
-import { MAX_CHUNK, rechunk } from '../content.ts';
+import { MAX_CHUNK } from '../content.ts';
 import type { Integration, Resource, StorageDefinition, StorageInstance } from '../define.ts';
 import { describeError, KlosetError } from '../errors.ts';
 import { log } from '../log.ts';
@@ -11,7 +11,7 @@ import { encodeChunkMessage, serviceDefinition } from './codec.ts';
 import { int64ToNumber } from './fileinfo.ts';
 import { ConnectorRuntime, configFrom } from './runtime.ts';
 import { toStatus } from './status.ts';
-import { writeMessage } from './streams.ts';
+import { writeChunks } from './streams.ts';
 
 /** Wire numbers of the storage resource types. */
 export const RESOURCE_BY_NUMBER: Readonly<Record<number, Resource>> = {
@@ -249,11 +249,7 @@ export function storageService(integration: Integration, def: StorageDefinition)
         call.end();
         return;
       }
-      for await (const chunk of rechunk(source, undefined, limit)) {
-        if (call.cancelled) return;
-        const pending = writeMessage(call, { chunk });
-        if (pending) await pending;
-      }
+      await writeChunks(call, source, limit, () => call.cancelled);
       if (!call.cancelled) call.end();
     } catch (err) {
       if (call.cancelled) return;

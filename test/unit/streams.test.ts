@@ -1,0 +1,140 @@
+// writeChunks: content streamed as pre-encoded chunk messages from reused buffers.
+import { EventEmitter } from 'node:events';
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { encodeChunkMessage } from '../../shared/protocol/codec.ts';
+import { MESSAGE_BYTES, writeChunks } from '../../shared/protocol/streams.ts';
+import { decodeMessage } from '../harness/messages.ts';
+
+const MiB = 1024 * 1024;
+
+/**
+ * A grpc-js-like server stream: like a Writable it takes messages at once while fewer than `window` wait, and
+ * serialises them (here: encodes and copies) only when it gets to them, later; callbacks follow the serialisation.
+ */
+class FakeCall extends EventEmitter {
+  cancelled = false;
+  readonly sent: Buffer[] = [];
+  private queue: Array<{ message: unknown; callback?: (error?: Error | null) => void }> = [];
+  private scheduled = false;
+  private readonly window: number;
+
+  constructor(window: number) {
+    super();
+    this.window = window;
+  }
+
+  write(message: unknown, callback?: (error?: Error | null) => void): boolean {
+    this.queue.push({ message, callback });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setTimeout(() => this.drainQueue(), 1);
+    }
+    return this.queue.length < this.window;
+  }
+
+  private drainQueue(): void {
+    this.scheduled = false;
+    const wasFull = this.queue.length >= this.window;
+    for (const { message, callback } of this.queue.splice(0)) {
+      this.sent.push(Buffer.from(encodeChunkMessage(message)));
+      callback?.();
+    }
+    if (wasFull) this.emit('drain');
+  }
+
+  chunks(): Buffer[] {
+    return this.sent.map((m) => decodeMessage('store.GetResponse', m)['chunk'] as Buffer);
+  }
+}
+
+function pattern(n: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(n);
+  for (let i = 0; i < n; i++) b[i] = (i * 31 + seed) & 0xff;
+  return b;
+}
+
+/** A source yielding `data` in pieces of the given sizes, in a loop. */
+async function* pieces(data: Buffer, sizes: number[]): AsyncGenerator<Buffer> {
+  let i = 0;
+  for (let off = 0; off < data.length; i++) {
+    const n = Math.min(sizes[i % sizes.length] as number, data.length - off);
+    yield data.subarray(off, off + n);
+    off += n;
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+async function* list(items: Buffer[]): AsyncGenerator<Buffer> {
+  yield* items;
+}
+
+async function settle(call: FakeCall): Promise<void> {
+  await new Promise((r) => setTimeout(r, 20));
+  expect(call.listenerCount('drain')).toBe(0);
+}
+
+describe('writeChunks', () => {
+  it('gathers small pieces into MESSAGE_BYTES messages, byte-exact, even while earlier messages still wait to be serialised', async () => {
+    const data = pattern(5 * MiB + 12345, 3);
+    for (const window of [1, 2, 16]) {
+      const call = new FakeCall(window);
+      await writeChunks(call, pieces(data, [65536, 16384, 1000, 300_000]), Infinity, () => false);
+      await settle(call);
+      const chunks = call.chunks();
+      expect(chunks.slice(0, -1).every((c) => c.length === MESSAGE_BYTES)).toBe(true);
+      expect(chunks.at(-1)?.length).toBe(data.length % MESSAGE_BYTES);
+      expect(Buffer.concat(chunks).equals(data)).toBe(true);
+    }
+  });
+
+  it('splits large pieces, encodes every length (1 byte to MESSAGE_BYTES) with the right varint', async () => {
+    const big = pattern(3 * MiB + 1, 9);
+    const call = new FakeCall(4);
+    await writeChunks(call, list([big.subarray(0, 2 * MiB + 7), big.subarray(2 * MiB + 7)]), Infinity, () => false);
+    await settle(call);
+    expect(call.chunks().map((c) => c.length)).toEqual([...Array<number>((3 * MiB) / MESSAGE_BYTES).fill(MESSAGE_BYTES), 1]);
+    expect(Buffer.concat(call.chunks()).equals(big)).toBe(true);
+    for (const n of [1, 127, 128, 16383, 16384, 200_000, MESSAGE_BYTES]) {
+      const one = new FakeCall(4);
+      await writeChunks(one, pattern(n, n), Infinity, () => false);
+      await settle(one);
+      expect(one.chunks()).toHaveLength(1);
+      expect(one.chunks()[0]?.equals(pattern(n, n))).toBe(true);
+    }
+  });
+
+  it('stops after `limit` bytes without reading the rest, and destroys a stream source', async () => {
+    const data = pattern(3 * MiB, 5);
+    let read = 0;
+    const source = Readable.from(
+      (async function* () {
+        for await (const p of pieces(data, [65536])) {
+          read += p.length;
+          yield p;
+        }
+      })(),
+      { objectMode: false },
+    );
+    const call = new FakeCall(4);
+    await writeChunks(call, source, MiB + 10, () => false);
+    await settle(call);
+    expect(Buffer.concat(call.chunks()).equals(data.subarray(0, MiB + 10))).toBe(true);
+    expect(read).toBeLessThan(2 * MiB);
+    expect(source.destroyed).toBe(true);
+  });
+
+  it('sends nothing for an empty source and stops when the call is cancelled', async () => {
+    const empty = new FakeCall(4);
+    await writeChunks(empty, list([]), Infinity, () => false);
+    expect(empty.sent).toEqual([]);
+    const call = new FakeCall(1);
+    let sentAtCancel = -1;
+    await writeChunks(call, pieces(pattern(8 * MiB, 1), [MiB]), Infinity, () => {
+      if (call.sent.length >= 2 && sentAtCancel < 0) sentAtCancel = call.sent.length;
+      return sentAtCancel >= 0;
+    });
+    await settle(call);
+    expect(call.sent.length).toBeLessThan((8 * MiB) / MESSAGE_BYTES);
+  });
+});
