@@ -15,7 +15,7 @@ import { Writable } from 'node:stream';
 import { createGzip } from 'node:zlib';
 import { exeFileName, hostTarget } from '../scripts/build-lib.ts';
 import { findStaged } from '../scripts/package.ts';
-import { parseFigures, ratioText, type BenchFigure } from './report.ts';
+import { FIGURE_PREFIX, parseFigures, ratioText, type BenchFigure } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const DOC = join(ROOT, 'docs', 'BENCHMARKS.md');
@@ -115,13 +115,22 @@ export function summaryTable(figures: readonly BenchFigure[]): string {
 
 /** What a script printed, for the docs: its markdown tables as tables, the rest as a text block. */
 export function scriptSection(run: ScriptRun): string {
-  const lines = run.output.split('\n').filter((l) => !l.startsWith('BENCH '));
+  const all = run.output.split('\n');
+  const lines = all.filter((l) => !l.startsWith(FIGURE_PREFIX));
   const table = lines.filter((l) => l.startsWith('|'));
   const text = lines.filter((l) => !l.startsWith('|') && l.trim() !== '');
   const parts = [`### \`bench/${run.script}\` — ${run.ok ? 'ok' : `**failed (exit ${run.exit})**`}, ${run.seconds.toFixed(0)} s`];
   if (table.length > 0) parts.push(table.join('\n'));
   if (text.length > 0) parts.push(['```text', ...text, '```'].join('\n'));
+  // The figures ride along invisibly, so that a later run of other scripts still lists them in the summary.
+  const figures = all.filter((l) => l.startsWith(FIGURE_PREFIX));
+  if (figures.length > 0) parts.push(figures.map((l) => `<!-- ${l} -->`).join('\n'));
   return parts.join('\n\n');
+}
+
+/** The figures kept in a section written by `scriptSection`. */
+export function sectionFigures(section: string): string {
+  return [...section.matchAll(/^<!-- (BENCH \{.*\}) -->$/gm)].map((m) => m[1]).join('\n');
 }
 
 function machine(): string {
@@ -171,16 +180,19 @@ async function main(): Promise<void> {
   process.stderr.write('\n== package sizes\n');
   const sizes = await packageSizes();
 
-  const figures: BenchFigure[] = [];
-  const problems: string[] = [];
-  for (const r of runs) {
-    const p = parseFigures(r.output);
-    figures.push(...p.figures);
-    problems.push(...p.problems.map((x) => `bench/${r.script}: ${x}`));
-  }
   const doc = existsSync(DOC) ? readFileSync(DOC, 'utf8') : '# Benchmarks\n';
   const kept = previousSections(doc);
   for (const r of runs) kept.set(r.script, scriptSection(r));
+  // The summary covers every script's latest figures: this run's, and those kept from earlier runs.
+  const figures: BenchFigure[] = [];
+  const problems: string[] = [];
+  for (const script of all) {
+    const section = kept.get(script);
+    if (section === undefined) continue;
+    const p = parseFigures(sectionFigures(section));
+    figures.push(...p.figures);
+    problems.push(...p.problems.map((x) => `bench/${script}: ${x}`));
+  }
 
   const sizeRows = sizes.map((s) => `| ${s.name} | ${s.target} | ${mb(s.bytes)} MB | ${mb(s.gzip)} MB |`);
   const section = [

@@ -1,7 +1,7 @@
 // bench/run.ts and its output convention: figure lines, ratios, the generated section of docs/BENCHMARKS.md.
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { benchScripts, END, START, summaryTable, withSection } from '../../bench/run.ts';
+import { benchScripts, END, scriptSection, sectionFigures, START, summaryTable, withSection } from '../../bench/run.ts';
 import { figureLine, parseFigures, ratioText } from '../../bench/report.ts';
 
 describe('bench report: npm run bench', () => {
@@ -28,6 +28,14 @@ describe('bench report: npm run bench', () => {
     expect(ratioText(figures[0] as (typeof figures)[0])).toBe('0.80');
     expect(ratioText(figures[1] as (typeof figures)[0])).toBe('0.50');
     expect(summaryTable(figures)).toContain('| s3 | Put throughput | 120 MB/s | 150 MB/s | 0.80 |');
+  });
+
+  it('keeps a script section\'s figures inside it, so a later run of other scripts still summarises them', () => {
+    const line = figureLine({ integration: 'imap', measure: 'backup', value: 281, unit: 'messages/s', limit: 3121 });
+    const section = scriptSection({ script: 'imap.ts', ok: true, exit: '0', seconds: 3, output: `| a | b |\n|---|---|\n${line}\nnote\n` });
+    expect(section).not.toMatch(/^BENCH /m);
+    expect(parseFigures(sectionFigures(section)).figures).toEqual([{ integration: 'imap', measure: 'backup', value: 281, unit: 'messages/s', limit: 3121 }]);
+    expect(sectionFigures('### `bench/x.ts` — ok, 1 s\n\nno figures')).toBe('');
   });
 
   it('replaces its own section of docs/BENCHMARKS.md and leaves the hand-written sections alone', () => {
