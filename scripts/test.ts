@@ -53,6 +53,9 @@ function main(): void {
   step('typecheck', 'npx', ['tsc', '-p', 'tsconfig.json']);
   if (!process.env.KLOSET_TS_SKIP_BUILD) {
     step('build executables (integrations and the test fixture)', 'npx', ['tsx', 'scripts/build.ts', '--fixture']);
+    // The other platforms' packages cannot run here; the fixture's are built so that their format is checked on every
+    // run (test/meta/packages.test.ts), the integrations' too when `npm run build -- --all-targets` made them.
+    step('the test fixture for every platform (format checks)', 'npx', ['tsx', 'scripts/build.ts', '--only', 'fixture', '--all-targets']);
   }
   const env = {
     ...process.env,
