@@ -52,10 +52,17 @@ export default async function setup(project: TestProject): Promise<() => Promise
     trace(`starting ${name} (project "${project.name}")`);
     STATE.started.set(
       name,
-      STARTERS[name]().then((server) => {
-        trace(`${name} started`);
-        return server;
-      }),
+      // A second attempt when the first fails: one-node Ceph's start races now and then (the monitor answering
+      // "problem getting command descriptions" before it is ready), and one flaky start must not abort the run.
+      (STARTERS[name]() as Promise<RunningServer>)
+        .catch((err: unknown): Promise<RunningServer> => {
+          trace(`${name} failed to start (${(err as Error).message.split('\n')[0]}); trying once more`);
+          return STARTERS[name]();
+        })
+        .then((server) => {
+          trace(`${name} started`);
+          return server;
+        }),
     );
   }
   const results = await Promise.allSettled(wanted.map((name) => STATE.started.get(name) as Promise<RunningServer>));
