@@ -128,9 +128,10 @@ function innermost(err: unknown): unknown {
 export function classify(err: unknown): Classification {
   if (err instanceof AuthError) return { kind: 'fatal' };
   const raw = innermost(err);
-  const { code, status, retryAfter } = errorFacts(raw);
+  const facts = errorFacts(raw);
+  const { code, status, retryAfter } = facts;
   if (THROTTLE_CODES.has(code) || status === 429 || status === 503) return { kind: 'throttle', retryAfterMs: parseRetryAfter(retryAfter) };
-  if (isKmsRefusal(errorFacts(raw))) return { kind: 'permanent' };
+  if (isKmsRefusal(facts)) return { kind: 'permanent' };
   if (code in AUTH_HINTS) return { kind: 'fatal' };
   // 501: the service lacks the feature (conditional PUT, tagging…); asking again cannot help.
   if (code === 'NotImplemented' || status === 501) return { kind: 'permanent' };
@@ -455,7 +456,7 @@ export class S3 {
         for (;;) {
           try {
             if (!stream) throw new ServiceError('EmptyBody', 'the service sent no body');
-            // Pieces go on as they arrive (16–64 KiB socket reads): the SDK gathers them into 1 MiB messages without
+            // Pieces go on as they arrive (16–64 KiB socket reads): the SDK gathers them into its messages without
             // a copy of its own, and bytes already received are good even when the connection breaks after them.
             for await (const chunk of stream as AsyncIterable<Buffer>) {
               got += chunk.length;

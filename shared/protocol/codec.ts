@@ -2,6 +2,7 @@
 import protobuf from 'protobufjs';
 import type * as grpc from '@grpc/grpc-js';
 import { PROTO_SOURCES } from './gen/protos.ts';
+import type { EncodedChunk } from './streams.ts';
 
 let cachedRoot: protobuf.Root | undefined;
 
@@ -67,7 +68,7 @@ export function serviceDefinition(
  * tag, varint length, then the bytes. This is the hot path of every restore.
  */
 export function encodeChunkMessage(value: unknown): Buffer {
-  const encoded = (value as { encoded?: Buffer }).encoded;
+  const encoded = (value as Partial<EncodedChunk>).encoded;
   if (encoded) return encoded;
   const chunk = (value as { chunk?: Uint8Array }).chunk;
   if (!chunk || chunk.length === 0) return Buffer.alloc(0);

@@ -1,4 +1,4 @@
-// The importer service: Init, Ping, Import (records, finished, acks, half-close) and Open (1 MiB chunks), per PROTOCOL.md §3.4.
+// The importer service: Init, Ping, Import (records, finished, acks, half-close) and Open (content in chunk messages, see streams.ts writeChunks), per PROTOCOL.md §3.4.
 import type * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import type { ContentSource, ImporterDefinition, ImporterInstance, ImportItem, Integration, XattrItem } from '../define.ts';

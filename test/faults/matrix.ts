@@ -196,10 +196,10 @@ function storageItems(seed: number): Array<{ mac: Buffer; data: Buffer }> {
   return [1, 150_000, 1_300_000].map((size, i) => ({ mac: randomMac(), data: pseudoRandom(size, seed * 10 + i) }));
 }
 
-/** Runs every cell of a subject; returns the matrix rows it filled. */
 /** The connectors a cell opened (cells may run side by side: a failing cell closes only its own). */
 const cellConnectors = new AsyncLocalStorage<OpenConnector[]>();
 
+/** Runs every cell of a subject; returns the matrix rows it filled. */
 export class MatrixRun {
   readonly subject: Subject;
   readonly matrix: Matrix;

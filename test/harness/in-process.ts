@@ -3,59 +3,9 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Duplex } from 'node:stream';
+import type { Duplex } from 'node:stream';
 import { PluginHost, type HostSettings } from './host.ts';
 import { GrpcConnection, type ConnectionOptions } from './transport.ts';
-
-/** One end of an in-memory pipe pair: what is written here is read on the peer, with backpressure both ways. */
-class PairEnd extends Duplex {
-  peer!: PairEnd;
-  /** Callback of our last write, held until the peer's reader asks for more. */
-  blockedWrite?: () => void;
-
-  override _read(): void {
-    const release = this.peer.blockedWrite;
-    if (release) {
-      this.peer.blockedWrite = undefined;
-      release();
-    }
-  }
-
-  override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
-    if (this.peer.destroyed || this.peer.readableEnded) {
-      callback(Object.assign(new Error('write EPIPE'), { code: 'EPIPE' }));
-      return;
-    }
-    if (this.peer.push(chunk)) callback();
-    else this.blockedWrite = () => callback();
-  }
-
-  override _final(callback: (error?: Error | null) => void): void {
-    if (!this.peer.destroyed) this.peer.push(null);
-    callback();
-  }
-
-  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    const release = this.blockedWrite;
-    this.blockedWrite = undefined;
-    release?.();
-    // Like a socket: the peer sees EOF, and its pending and later writes fail.
-    if (!this.peer.destroyed && !this.peer.readableEnded) this.peer.push(null);
-    const peerBlocked = this.peer.blockedWrite;
-    this.peer.blockedWrite = undefined;
-    peerBlocked?.();
-    callback(error);
-  }
-}
-
-/** Creates two cross-wired in-memory Duplex streams (Node 20 has no `stream.duplexPair`). */
-export function duplexPair(): [Duplex, Duplex] {
-  const a = new PairEnd();
-  const b = new PairEnd();
-  a.peer = b;
-  b.peer = a;
-  return [a, b];
-}
 
 /** A host connected to an in-process plugin. */
 export interface InProcessConnection {

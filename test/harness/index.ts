@@ -26,7 +26,7 @@ export {
   type InitResult,
 } from './host.ts';
 export { ackHeader, type ImportOptions, type ImportOutcome, type ItemError } from './import.ts';
-export { connectInProcess, duplexPair, type InProcessConnection } from './in-process.ts';
+export { connectInProcess, type InProcessConnection } from './in-process.ts';
 export {
   contentKey,
   decodeMessage,

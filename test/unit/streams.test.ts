@@ -124,6 +124,33 @@ describe('writeChunks', () => {
     expect(source.destroyed).toBe(true);
   });
 
+  it('never sends an empty chunk: empty pieces are skipped, a zero limit sends nothing; takes a buffer or an async iterable', async () => {
+    const gaps = new FakeCall(4);
+    await writeChunks(gaps, Readable.from([Buffer.alloc(0), Buffer.alloc(5, 1), Buffer.alloc(0), Buffer.from('x')]), Infinity, () => false);
+    await settle(gaps);
+    expect(gaps.chunks()).toEqual([Buffer.concat([Buffer.alloc(5, 1), Buffer.from('x')])]);
+    const none = new FakeCall(4);
+    await writeChunks(none, Buffer.from('abc'), 0, () => false);
+    expect(none.sent).toEqual([]);
+    const bytes = new FakeCall(4);
+    await writeChunks(bytes, new Uint8Array([1, 2, 3]), Infinity, () => false);
+    await settle(bytes);
+    expect(bytes.chunks()).toEqual([Buffer.from([1, 2, 3])]);
+    const iterable = new FakeCall(4);
+    await writeChunks(
+      iterable,
+      (async function* () {
+        yield new Uint8Array([4]);
+        yield new Uint8Array([]);
+        yield new Uint8Array([5, 6]);
+      })(),
+      Infinity,
+      () => false,
+    );
+    await settle(iterable);
+    expect(iterable.chunks()).toEqual([Buffer.from([4, 5, 6])]);
+  });
+
   it('sends nothing for an empty source and stops when the call is cancelled', async () => {
     const empty = new FakeCall(4);
     await writeChunks(empty, list([]), Infinity, () => false);
