@@ -80,8 +80,19 @@ export async function bundleIntegration(opts: {
   };
 }
 
-/** V8 flags every executable starts with (Node ≥ 24.6 reads `execArgv` from the SEA configuration). */
-export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=2'];
+/**
+ * V8 flags every executable starts with (Node ≥ 24.6 reads `execArgv` from the SEA configuration).
+ *
+ * Streamed bytes live in Buffers whose memory is outside the JavaScript heap but counts against the old generation's
+ * allocation limit until a GC frees them. With V8's defaults the young generation is large (16–32 MiB semi-spaces),
+ * so scavenges are rare, dead Buffers pile up and peak RSS grows; with a small young generation alone the old
+ * generation's limit stays near the tiny live heap (~20 MiB), so a few MiB of Buffers in flight (upload parts, HTTP/2
+ * queues) start a full mark-compact every few MiB moved (≈150 per GiB, measured). A 1 MiB semi-space frees
+ * short-lived Buffers at frequent, cheap scavenges, and a 64 MiB floor for the old generation leaves room for the
+ * Buffers that do live longer: through the Go host, a 512 MiB s3 Put + Get went from ~150 full GCs to 3–4, plugin
+ * CPU −35% (Put) and −50% (Get), and peak RSS fell ~10 MB (docs/BENCHMARKS.md).
+ */
+export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=64'];
 
 /**
  * Makes the SEA preparation blob with `node --experimental-sea-config` (Node 24 has no `--build-sea`).
@@ -103,8 +114,7 @@ export async function makeBlob(opts: {
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
     useCodeCache: opts.useCodeCache,
-    // A small young generation: buffers that streamed data passes through die young and are freed at each scavenge,
-    // so peak RSS stays near the live set instead of growing with V8's default 16–32 MiB semi-spaces.
+    // Heap sizing for streaming (see SEA_EXEC_ARGV).
     execArgv: SEA_EXEC_ARGV,
   };
   await writeFile(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
