@@ -50,7 +50,7 @@ export const exporter = defineExporter({
     const s3 = new S3(ctx, { location: loc, options: o, maxSockets: socketsFor(parallel * o.uploadConcurrency) });
     await s3.ensureBucket();
     const pool = new PartPool(o.partSize, Math.max(2, o.uploadConcurrency * 2));
-    const upload = { partSize: o.partSize, cutoff: o.uploadCutoff, concurrency: o.uploadConcurrency };
+    const upload = { partSize: o.partSize, cutoff: o.uploadCutoff, concurrency: o.uploadConcurrency, contentMD5: o.contentMd5 };
     let warnedForeign = false;
 
     /** Whether an earlier record of this restore came from the s3 importer (its paths are encoded keys). */

@@ -131,8 +131,13 @@ export const writeOptions = [
     min: 5 * MIB,
     max: 5 * GIB,
   }),
+  opt.bool('content_md5', {
+    help: 'Also send Content-MD5 with every upload (whole object or part).\nOff by default: every upload is already signed with the SHA-256 of its bytes (x-amz-content-sha256), which S3 and S3-compatible services (Ceph, MinIO, Swift) check before storing, so a corrupted upload is refused and sent again; MD5 would cost about a quarter of the CPU of a Put. Turn it on for a service that ignores that hash.',
+    default: false,
+    advanced: true,
+  }),
   opt.size('upload_cutoff', {
-    help: 'Objects up to this size are sent in one PUT with Content-MD5; larger ones as a multipart upload. At most part_size.',
+    help: 'Objects up to this size are sent in one PUT; larger ones as a multipart upload. At most part_size.',
     default: 8 * MIB,
     min: 0,
     max: 5 * GIB,

@@ -40,7 +40,7 @@ export const storage = defineStorage({
     const loc = parseLocation(o, ctx.proto);
     const s3 = new S3(ctx, { location: loc, options: o, maxSockets: socketsFor(o.uploadConcurrency * 2 + 4 + o.cachePrefetch) });
     const pool = new PartPool(o.partSize, Math.max(2, o.uploadConcurrency * 2));
-    const upload = { partSize: o.partSize, cutoff: o.uploadCutoff, concurrency: o.uploadConcurrency };
+    const upload = { partSize: o.partSize, cutoff: o.uploadCutoff, concurrency: o.uploadConcurrency, contentMD5: o.contentMd5 };
     const storageClass = o.storageClass ?? 'STANDARD';
     const glacier = COLD_CLASSES.includes(storageClass);
     const repo = loc.display;
@@ -54,7 +54,7 @@ export const storage = defineStorage({
 
     const putBuffer = async (key: string, body: Buffer, cls: string, ifNoneMatch = false): Promise<void> => {
       const what = `cannot write ${s3.url(key)}`;
-      const md5 = createHash('md5').update(body).digest('base64');
+      const md5 = upload.contentMD5 ? createHash('md5').update(body).digest('base64') : undefined;
       const send = (conditional: boolean) =>
         s3.call(what, (abortSignal) =>
           s3.client.send(

@@ -1,4 +1,5 @@
-// Streamed uploads: one PUT with Content-MD5 up to the cutoff, else a multipart upload with bounded memory, aborted on failure.
+// Streamed uploads: one PUT up to the cutoff, else a multipart upload with bounded memory, aborted on failure. Every body
+// is a Buffer, so the SDK signs its SHA-256 (x-amz-content-sha256), which the service checks; Content-MD5 on request.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
@@ -40,6 +41,8 @@ export interface UploadSettings {
   partSize: number;
   cutoff: number;
   concurrency: number;
+  /** Send Content-MD5 with each PUT and part (the SigV4 payload SHA-256 is always there). */
+  contentMD5: boolean;
 }
 
 /** A counting semaphore: at most `size` holders at once. */
@@ -181,8 +184,9 @@ export function partSizeFor(size: number, partSize: number): number {
 const SMALL_HEAD = 1024 * 1024;
 
 /**
- * Uploads `body` to `key`: a single PUT with Content-MD5 when the whole body fits in `cutoff` bytes, otherwise a
- * multipart upload whose parts (each with Content-MD5, each retried on its own) use the process-wide part pool.
+ * Uploads `body` to `key`: a single PUT when the whole body fits in `cutoff` bytes, otherwise a multipart upload whose
+ * parts (each signed with its SHA-256, with Content-MD5 too when asked, each retried on its own) use the process-wide
+ * part pool.
  * A failed multipart upload is aborted. Returns the number of bytes stored.
  */
 export async function uploadStream(
@@ -201,7 +205,7 @@ export async function uploadStream(
       const head = await reader.readUpTo(size >= 0 ? size : Math.min(settings.cutoff, SMALL_HEAD));
       if (head.ended && head.total <= settings.cutoff) {
         const buf = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks, head.total);
-        await putSingle(s3, key, buf, headers, what);
+        await putSingle(s3, key, buf, headers, settings.contentMD5, what);
         return buf.length;
       }
       reader.unshift(head.chunks);
@@ -212,9 +216,9 @@ export async function uploadStream(
   }
 }
 
-/** One PUT of a whole object with Content-MD5 (retried as a whole: the bytes are in memory). */
-async function putSingle(s3: S3, key: string, body: Buffer, headers: ObjectHeaders, what: string): Promise<void> {
-  const contentMD5 = md5(body);
+/** One PUT of a whole object (retried as a whole: the bytes are in memory). */
+async function putSingle(s3: S3, key: string, body: Buffer, headers: ObjectHeaders, withMD5: boolean, what: string): Promise<void> {
+  const contentMD5 = withMD5 ? md5(body) : undefined;
   await s3.call(what, (abortSignal) =>
     s3.client.send(
       new PutObjectCommand({ Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer, ...headers, Body: body, ContentLength: body.length, ContentMD5: contentMD5 }),
@@ -271,7 +275,7 @@ async function multipart(
   }
   if (single) {
     try {
-      await putSingle(s3, key, firstPart.buf.subarray(0, firstPart.n), headers, what);
+      await putSingle(s3, key, firstPart.buf.subarray(0, firstPart.n), headers, settings.contentMD5, what);
       return firstPart.n;
     } finally {
       pool.give(firstPart.buf);
@@ -310,7 +314,7 @@ async function multipart(
       const number = partNumber;
       const task = (async () => {
         try {
-          const contentMD5 = md5(body);
+          const contentMD5 = settings.contentMD5 ? md5(body) : undefined;
           const r = await s3.call(`${what} (part ${number})`, (abortSignal) =>
             s3.client.send(new UploadPartCommand({ ...common, ...s3.ssec, UploadId: id, PartNumber: number, Body: body, ContentLength: n, ContentMD5: contentMD5 }), {
               abortSignal,

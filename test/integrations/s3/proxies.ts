@@ -102,14 +102,19 @@ export interface ErrorAnswer {
   message: string;
 }
 
-/** What the flaky proxy answers for one request: relay it, a 503 SlowDown, a 500 InternalError, or a given error. */
-export type Verdict = 'pass' | 503 | 500 | ErrorAnswer;
+/**
+ * What the flaky proxy answers for one request: relay it, relay it with one byte of its body flipped (`corrupt`: the
+ * signature still matches, only the bytes differ from what was signed), a 503 SlowDown, a 500 InternalError, or a given error.
+ */
+export type Verdict = 'pass' | 'corrupt' | 503 | 500 | ErrorAnswer;
 
 /** What the flaky proxy did. */
 export interface FlakyStats {
   requests: number;
   failed: number;
   byStatus: Record<number, number>;
+  /** The service's status for each request relayed with a flipped byte. */
+  corrupted: number[];
 }
 
 const ANSWERS: Record<503 | 500, ErrorAnswer> = {
@@ -131,13 +136,13 @@ export async function startFlakyProxy(
   plan: (n: number, req: { method: string; url: string; headers: http.IncomingHttpHeaders }) => Verdict,
 ): Promise<Proxy & { stats: FlakyStats }> {
   const url = new URL(target);
-  const stats: FlakyStats = { requests: 0, failed: 0, byStatus: {} };
+  const stats: FlakyStats = { requests: 0, failed: 0, byStatus: {}, corrupted: [] };
   const sockets = new Set<net.Socket>();
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   const server = http.createServer((req, res) => {
     const n = stats.requests++;
     const verdict = plan(n, { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers });
-    if (verdict !== 'pass') {
+    if (verdict !== 'pass' && verdict !== 'corrupt') {
       const answer = typeof verdict === 'number' ? ANSWERS[verdict] : verdict;
       stats.failed++;
       stats.byStatus[answer.status] = (stats.byStatus[answer.status] ?? 0) + 1;
@@ -154,12 +159,28 @@ export async function startFlakyProxy(
     const up = http.request(
       { host: url.hostname, port: Number(url.port), method: req.method, path: req.url, headers: req.headers, agent },
       (ur) => {
+        if (verdict === 'corrupt') stats.corrupted.push(ur.statusCode ?? 502);
         res.writeHead(ur.statusCode ?? 502, ur.headers);
         ur.pipe(res);
       },
     );
     up.on('error', () => res.destroy());
-    req.pipe(up);
+    if (verdict === 'corrupt') {
+      // Flip the first byte of the body's first non-empty chunk; the length stays the same.
+      let flipped = false;
+      req.on('data', (chunk: Buffer) => {
+        if (!flipped && chunk.length > 0) {
+          flipped = true;
+          chunk = Buffer.from(chunk);
+          chunk[0] = (chunk[0] as number) ^ 0xff;
+        }
+        if (!up.write(chunk)) req.pause();
+      });
+      up.on('drain', () => req.resume());
+      req.on('end', () => up.end());
+    } else {
+      req.pipe(up);
+    }
   });
   server.on('connection', (s) => {
     sockets.add(s);

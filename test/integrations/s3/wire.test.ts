@@ -55,7 +55,7 @@ const isUpload = (s: Seen): boolean => s.method === 'PUT' && !s.url.endsWith('/'
 const flexible = (h: IncomingHttpHeaders): string[] => Object.keys(h).filter((k) => k.startsWith('x-amz-checksum-') || k === 'x-amz-trailer' || k === 'x-amz-sdk-checksum-algorithm');
 
 describe('s3: options on the wire', () => {
-  it('requester_pays marks every request; by default uploads carry Content-MD5 and no flexible checksum', async () => {
+  it('requester_pays marks every request; by default uploads are signed with their SHA-256 and carry neither Content-MD5 nor a flexible checksum', async () => {
     const { seen, config } = await recorded(configFor(rgw, bucketName('wire-payer'), 'repo', { ...tuning, requester_pays: 'true' }));
     const store = await open('storage', config);
     await store.host.create(Buffer.from('_KLOSET_payer'));
@@ -71,9 +71,48 @@ describe('s3: options on the wire', () => {
     const uploads = seen.filter(isUpload);
     expect(uploads.filter((s) => s.url.includes('partNumber='))).toHaveLength(3);
     for (const s of uploads) {
-      expect(s.headers['content-md5'], s.url).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      expect(s.headers['x-amz-content-sha256'], s.url).toMatch(/^[0-9a-f]{64}$/);
+      expect(s.headers['content-md5'], s.url).toBeUndefined();
       expect(flexible(s.headers), s.url).toEqual([]);
     }
+  });
+
+  it('content_md5=true adds Content-MD5 to every upload: single PUTs, parts and CONFIG', async () => {
+    const { seen, config } = await recorded(configFor(rgw, bucketName('wire-md5'), 'repo', { ...tuning, content_md5: 'true' }));
+    const store = await open('storage', config);
+    await store.host.create(Buffer.from('_KLOSET_md5'));
+    const data = [pseudoRandom(1000, 4), pseudoRandom(11 * MiB, 5)];
+    const macs = data.map(() => randomMac());
+    for (const [i, d] of data.entries()) await store.host.put(RESOURCE.PACKFILE, macs[i] as Buffer, d);
+    for (const [i, d] of data.entries()) expect(sha256(await store.host.get(RESOURCE.PACKFILE, macs[i] as Buffer))).toBe(sha256(d));
+    const uploads = seen.filter(isUpload);
+    expect(uploads.filter((s) => s.url.includes('partNumber='))).toHaveLength(3);
+    expect(uploads.length).toBeGreaterThanOrEqual(5);
+    for (const s of uploads) {
+      expect(s.headers['content-md5'], s.url).toMatch(/^[A-Za-z0-9+/]{22}==$/);
+      expect(s.headers['x-amz-content-sha256'], s.url).toMatch(/^[0-9a-f]{64}$/);
+    }
+  });
+
+  it('an upload whose bytes change on the way is refused by radosgw (signed SHA-256) and sent again: single PUTs and parts end intact', async () => {
+    const bucket = bucketName('wire-flip');
+    let uploadsSeen = 0;
+    const proxy = await startFlakyProxy(rgw.endpoint, (_n, req) => {
+      if (!isUpload({ ...req })) return 'pass';
+      // Every other upload arrives with one byte flipped: its first attempt of each PUT and part.
+      return uploadsSeen++ % 2 === 0 ? 'corrupt' : 'pass';
+    });
+    proxies.push(proxy);
+    const config = configFor(rgw, bucket, 'repo', tuning);
+    const store = await open('storage', { ...config, location: (config.location as string).replace(hostOf(rgw), hostOf(proxy)) });
+    await store.host.create(Buffer.from('_KLOSET_flip'));
+    const data = [pseudoRandom(1000, 6), pseudoRandom(11 * MiB, 7)];
+    const macs = data.map(() => randomMac());
+    for (const [i, d] of data.entries()) await store.host.put(RESOURCE.PACKFILE, macs[i] as Buffer, d);
+    // Gets pass the proxy unchanged: what the service stored is what was sent.
+    for (const [i, d] of data.entries()) expect(sha256(await store.host.get(RESOURCE.PACKFILE, macs[i] as Buffer))).toBe(sha256(d));
+    expect(proxy.stats.corrupted.length).toBeGreaterThanOrEqual(4);
+    for (const status of proxy.stats.corrupted) expect(status).toBe(400);
   });
 
   it('request_checksum=when_supported adds the AWS flexible checksum to uploads, which radosgw accepts', async () => {
