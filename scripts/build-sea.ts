@@ -1,9 +1,12 @@
 // The three steps of a Node single executable: esbuild bundle, SEA blob, postject injection; plus format checks.
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { chmod, copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { stripVTControlCharacters } from 'node:util';
 import * as esbuild from 'esbuild';
 import {
@@ -18,6 +21,8 @@ import { run } from './build-runtime.ts';
 /** A bundle written to disk, with its content hash (the bundle is deterministic, the blob is not). */
 export interface Bundle {
   readonly file: string;
+  /** The bundle's bytes (what goes into the executable, whatever later happens to `file`). */
+  readonly text: Buffer;
   readonly sha256: string;
   readonly bytes: number;
   readonly warnings: readonly string[];
@@ -74,6 +79,7 @@ export async function bundleIntegration(opts: {
   await rename(tmp, opts.outFile);
   return {
     file: opts.outFile,
+    text,
     sha256: createHash('sha256').update(text).digest('hex'),
     bytes: text.length,
     warnings,
@@ -94,31 +100,123 @@ export async function bundleIntegration(opts: {
  */
 export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=64'];
 
+/** The main script of every executable (it runs the bundle with the code cache, see the file's header). */
+export const SEA_MAIN = fileURLToPath(new URL('./sea-main.cjs', import.meta.url));
+
+/** The SEA assets holding the bundle and its code cache (names shared with scripts/sea-main.cjs). */
+export const SEA_ASSETS = { bundle: 'bundle.cjs', codeCache: 'bundle.cache' } as const;
+
 /**
  * Makes the SEA preparation blob with `node --experimental-sea-config` (Node 24 has no `--build-sea`).
  *
- * `node` must be the build machine's Node of the same version as the target runtime. The code cache is
- * V8-build specific, so it is only embedded when the target is the build machine's own platform.
+ * `node` must be the build machine's Node of the same version as the target runtime. The main script is
+ * {@link SEA_MAIN}; the bundle and, for the build machine's own platform, its code cache ({@link makeCodeCache}) are
+ * assets. Node's own `useCodeCache` stays off: it would only cache the few lines of the main script, and Node warns
+ * on every start when its cache does not match the executable's V8 flags.
  */
 export async function makeBlob(opts: {
   node: string;
   bundle: string;
   outFile: string;
-  useCodeCache: boolean;
+  /** The code cache of the bundle, when the target is the build machine's platform. */
+  codeCache?: string;
 }): Promise<void> {
   await mkdir(dirname(opts.outFile), { recursive: true });
   const config = `${opts.outFile}.sea-config.json`;
+  const assets: Record<string, string> = { [SEA_ASSETS.bundle]: opts.bundle };
+  if (opts.codeCache) assets[SEA_ASSETS.codeCache] = opts.codeCache;
   const seaConfig = {
-    main: opts.bundle,
+    main: SEA_MAIN,
     output: opts.outFile,
     disableExperimentalSEAWarning: true,
     useSnapshot: false,
-    useCodeCache: opts.useCodeCache,
+    useCodeCache: false,
     // Heap sizing for streaming (see SEA_EXEC_ARGV).
     execArgv: SEA_EXEC_ARGV,
+    assets,
   };
   await writeFile(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
   await run(opts.node, ['--experimental-sea-config', config], { env: cleanEnv() });
+}
+
+/** A connector a warm-up start serves: its kind, the arguments the manifest gives and the protocol Init names. */
+export interface WarmUpConnector {
+  readonly kind: 'importer' | 'exporter' | 'storage';
+  readonly args: readonly string[];
+  readonly protocol: string;
+}
+
+/** The config of a warm-up Init: a key no connector declares, so Init fails in the SDK's option check. */
+export const WARM_UP_KEY = 'kloset_ts_code_cache_warm_up';
+
+/**
+ * Records the V8 code cache of a bundle: the bundle is started as each connector the way the host starts it (two
+ * pipes, {@link SEA_MAIN} under `node` with {@link SEA_EXEC_ARGV}, so V8 accepts the cache in the executable) and
+ * sent one Init, and the functions compiled by then are written out when it exits. Each start begins from the
+ * previous one's cache, so the last cache holds what every connector's start compiles.
+ *
+ * The Init carries an undeclared key ({@link WARM_UP_KEY}): the SDK refuses it while checking options, before any
+ * connector code runs, so a warm-up never touches a network, a disk or a service; module evaluation, the gRPC server,
+ * the stdio transport and the option parsing it covers are most of a start. The reply doubles as a check that the
+ * bundle serves: no reply fails the build with the process's stderr.
+ */
+export async function makeCodeCache(opts: {
+  node: string;
+  bundle: string;
+  outFile: string;
+  connectors: readonly WarmUpConnector[];
+}): Promise<void> {
+  const { launchPlugin } = await import('../test/harness/index.ts');
+  await mkdir(dirname(opts.outFile), { recursive: true });
+  const work = await mkdtemp(join(tmpdir(), 'kloset-ts-code-cache-'));
+  try {
+    let previous: string | undefined;
+    for (const [i, connector] of opts.connectors.entries()) {
+      const out = join(work, `${i}.cache`);
+      const env: NodeJS.ProcessEnv = {
+        ...cleanEnv(),
+        KLOSET_TS_CODE_CACHE_BUNDLE: opts.bundle,
+        KLOSET_TS_CODE_CACHE_OUT: out,
+        KLOSET_TS_CODE_CACHE_IN: previous,
+        KLOSET_TS_LOG: undefined,
+        KLOSET_TS_LOG_FILE: undefined,
+      };
+      for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
+      const plugin = await launchPlugin(
+        { executable: opts.node, args: [...SEA_EXEC_ARGV, SEA_MAIN, ...connector.args] },
+        { env, cwd: work, mode: 'socketpair' },
+      );
+      let replied = false;
+      try {
+        await plugin.host.init(connector.kind, connector.protocol, {
+          location: `${connector.protocol}://kloset-ts-code-cache-warm-up`,
+          [WARM_UP_KEY]: 'true',
+        });
+        replied = true;
+      } catch (error) {
+        // The expected refusal names the key; anything else (no reply, a crash) is a broken bundle.
+        replied = (error as Error).message.includes(WARM_UP_KEY);
+        if (!replied) {
+          await plugin.dispose().catch(() => undefined);
+          throw new Error(
+            `the ${connector.kind} of ${opts.bundle} did not answer Init at build time: ${(error as Error).message}\n${plugin.process.stderr().trim()}`,
+          );
+        }
+      }
+      const exit = await plugin.dispose(10_000);
+      if (exit.code !== 0 || !existsSync(out)) {
+        throw new Error(
+          `the ${connector.kind} of ${opts.bundle} did not exit cleanly at build time (exit ${exit.code ?? exit.signal ?? '?'}): ${plugin.process.stderr().trim()}`,
+        );
+      }
+      previous = out;
+    }
+    if (!previous) throw new Error(`no connector to warm up for ${opts.bundle}`);
+    await copyFile(previous, `${opts.outFile}.tmp-${process.pid}`);
+    await rename(`${opts.outFile}.tmp-${process.pid}`, opts.outFile);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
 }
 
 /** The environment for child Node processes, without options a parent (tsx, vitest) may have set. */

@@ -28,8 +28,11 @@ import {
   bundleIntegration,
   injectBlob,
   makeBlob,
+  makeCodeCache,
   postjectVersion,
   SEA_EXEC_ARGV,
+  SEA_MAIN,
+  type WarmUpConnector,
   selfCheck,
   verifyExecutable,
   type Bundle,
@@ -40,7 +43,10 @@ import { checkManifestDir, filesToStage, stageFiles } from './build-stage.ts';
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Bumped when the way executables are made changes, to invalidate every cached executable. */
-const BUILD_FORMAT = 1;
+const BUILD_FORMAT = 2;
+
+/** The executables' main script (part of the cache key). */
+const SEA_MAIN_SHA256 = createHash('sha256').update(readFileSync(SEA_MAIN)).digest('hex');
 
 /** One integration to build: where its code and its manifest live. */
 export interface Unit {
@@ -138,6 +144,14 @@ export function chooseTargets(opts: BuildOptions, host: Target, notes: Set<strin
   ];
   for (const target of targets) runtimeVersion(target);
   return [...targets];
+}
+
+/** The connectors a code-cache warm-up starts: those of the unit's manifest, with their arguments and first protocol. */
+function warmUpConnectors(unit: Unit, target: Target): WarmUpConnector[] {
+  const doc = checkManifestDir(unit.manifestDir, shown(unit.manifestDir), unit.name, target, false) as {
+    connectors: Array<{ type: WarmUpConnector['kind']; args?: string[]; protocols: string[] }>;
+  };
+  return doc.connectors.map((c) => ({ kind: c.type, args: c.args ?? [], protocol: c.protocols[0] ?? unit.name }));
 }
 
 async function readStamp(
@@ -240,6 +254,7 @@ async function main(): Promise<void> {
             ? unit.manifestDir
             : stageDir(dist, unit.name, target, host);
           const exe = join(outDir, exeFileName(unit.name, target));
+          // A code cache is recorded by running the bundle on the build machine's Node (same V8 build as the runtime).
           const useCodeCache = target.id === host.id;
           const key = createHash('sha256')
             .update(
@@ -253,6 +268,7 @@ async function main(): Promise<void> {
                 useCodeCache,
                 postject,
                 SEA_EXEC_ARGV,
+                SEA_MAIN_SHA256,
               ]),
             )
             .digest('hex');
@@ -273,25 +289,31 @@ async function main(): Promise<void> {
             stamp.mtimeMs !== current.mtimeMs
           ) {
             const t = Date.now();
-            // Per process, so that two builds of one checkout (e.g. two test runs) do not share a blob.
-            const blob = join(
-              cacheDir,
-              'build',
-              unit.name,
-              target.id,
-              `sea-prep-${process.pid}.blob`,
-            );
+            // Per process, so that two builds of one checkout (e.g. two test runs) do not share a blob, and the bundle
+            // the code cache is recorded from is byte for byte the one in the blob (V8 checks only its length).
+            const prep = join(cacheDir, 'build', unit.name, target.id, `sea-prep-${process.pid}`);
+            const blob = `${prep}.blob`;
+            const bundleFile = `${prep}.cjs`;
+            const codeCache = useCodeCache ? `${prep}.cache` : undefined;
             try {
-              await makeBlob({
-                node: await runtimes.hostBinary(version),
-                bundle: bundle.file,
-                outFile: blob,
-                useCodeCache,
-              });
+              await mkdir(dirname(prep), { recursive: true });
+              await writeFile(bundleFile, bundle.text);
+              const node = await runtimes.hostBinary(version);
+              if (codeCache) {
+                await makeCodeCache({
+                  node,
+                  bundle: bundleFile,
+                  outFile: codeCache,
+                  connectors: warmUpConnectors(unit, target),
+                });
+              }
+              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache });
               await injectBlob({ runtime: runtime.path, blob, outFile: exe, target });
             } finally {
               await rm(blob, { force: true });
               await rm(`${blob}.sea-config.json`, { force: true });
+              await rm(bundleFile, { force: true });
+              if (codeCache) await rm(codeCache, { force: true });
             }
             await verifyExecutable(exe, target);
             const info = await stat(exe);

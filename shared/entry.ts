@@ -53,6 +53,9 @@ function optionsListing(integration: Integration, only?: ConnectorKind): string 
 export function serveStdio(integration: Integration, kind: ConnectorKind): void {
   const { duplex, input, output } = stdioDuplex();
   const served = serveOnDuplex(integration, kind, duplex);
+  // Set by the executable's main script (scripts/sea-main.cjs): whether V8 took the build's code cache.
+  const codeCache = (globalThis as Record<symbol, unknown>)[Symbol.for('kloset-ts.code-cache')];
+  log.debug(`serving the ${kind} ${Math.round(performance.now())} ms after start`, { code_cache: typeof codeCache === 'string' ? codeCache : 'none' });
   let exiting = false;
   const exit = (code: number, reason: string): void => {
     if (exiting) return;

@@ -1,0 +1,46 @@
+// Start-up of the built executables: the bundle runs with the V8 code cache recorded at build time (scripts/sea-main.cjs).
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { launchPlugin } from '../harness/index.ts';
+
+const ROOT = join(import.meta.dirname, '..', '..');
+const BUILT = join(ROOT, 'dist', 'fixture', 'fixture');
+const KINDS = ['importer', 'exporter', 'storage'] as const;
+let dir: string;
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'kts-startup-'));
+});
+
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** Starts the built fixture as `kind` with the debug log, sends Init and returns the process's stderr. */
+async function start(kind: (typeof KINDS)[number], env: NodeJS.ProcessEnv = {}): Promise<string> {
+  await mkdir(join(dir, kind), { recursive: true });
+  const p = await launchPlugin({ executable: BUILT, args: [kind] }, { cwd: dir, env: { KLOSET_TS_LOG: 'debug', NODE_OPTIONS: undefined, ...env } });
+  try {
+    const reply = await p.host.init(kind, 'fixture', { location: `fixture://${join(dir, kind)}` });
+    expect(reply.type).toBe('fixture');
+  } finally {
+    await p.dispose();
+  }
+  return p.process.stderr();
+}
+
+describe.skipIf(!existsSync(BUILT))('sdk start-up of the built executable', () => {
+  it.each(KINDS)('runs the %s with the code cache recorded at build time', async (kind) => {
+    const stderr = await start(kind);
+    expect(stderr).toMatch(new RegExp(`DEBUG fixture/${kind}: serving the ${kind} \\d+ ms after start code_cache=accepted`));
+    expect(stderr).not.toMatch(/Code cache data rejected/);
+  });
+
+  it('still serves when V8 refuses the cache (other V8 flags in NODE_OPTIONS), compiling from source', async () => {
+    const stderr = await start('storage', { NODE_OPTIONS: '--stack-trace-limit=20' });
+    expect(stderr).toMatch(/serving the storage \d+ ms after start code_cache=rejected/);
+  });
+});
