@@ -17,6 +17,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { parseFields, project, FieldsError } from './drive-emulator/fields.ts';
 import { compileQuery, QueryError, type QueryFile } from './drive-emulator/query.ts';
+import { RequestOrigin } from './request-origin.ts';
 
 /** MIME types of Drive's own item kinds. */
 export const MIME = {
@@ -245,7 +246,11 @@ export async function pseudoRandomMd5(size: number, seed = 1): Promise<string> {
 
 /** The emulator. Start with `DriveEmulator.start()`, stop with `close()`. */
 export class DriveEmulator {
-  /** Base URL with a trailing slash: the `api_url` option. */
+  /**
+   * Base URL with a trailing slash: the `api_url` option. Absolute URLs in answers (resumable upload sessions, export
+   * links) are built from the address each request was sent to (its Host header: a fault proxy's, when the client
+   * goes through one), and from this one only for a request without a usable Host header.
+   */
   url = '';
   /** The OAuth token endpoint: the `token_url` option. */
   tokenUrl = '';
@@ -275,6 +280,8 @@ export class DriveEmulator {
   private inFlight = 0;
   private blobCounter = 0;
   private rng: number;
+  /** The address the request being answered was sent to. */
+  private readonly origin = new RequestOrigin();
 
   private constructor(options: DriveEmulatorOptions) {
     this.tokenLifetimeSec = options.tokenLifetimeSec ?? 3600;
@@ -293,7 +300,7 @@ export class DriveEmulator {
     const emu = new DriveEmulator(options);
     emu.addUser('alice@example.com');
     emu.server = createServer((req, res) => {
-      void emu.handle(req, res);
+      void emu.origin.run(req, () => emu.handle(req, res));
     });
     emu.server.keepAliveTimeout = 30_000;
     emu.server.on('connection', (s) => {
@@ -307,6 +314,11 @@ export class DriveEmulator {
     emu.tokenUrl = `${emu.url}token`;
     emu.authUrl = `${emu.url}o/oauth2/v2/auth`;
     return emu;
+  }
+
+  /** Base URL (trailing slash) of the absolute URLs handed out: where the request being answered was sent. */
+  private base(): string {
+    return `${this.origin.current(this.url.replace(/\/$/, ''))}/`;
   }
 
   /** Stops the server and removes every stored content. */
@@ -937,7 +949,7 @@ export class DriveEmulator {
     }
     if (f.native) {
       const formats = EXPORT_FORMATS[f.mimeType] ?? [];
-      out.exportLinks = Object.fromEntries(formats.map((m) => [m, `${this.url}export-links/${f.id}?mimeType=${encodeURIComponent(m)}`]));
+      out.exportLinks = Object.fromEntries(formats.map((m) => [m, `${this.base()}export-links/${f.id}?mimeType=${encodeURIComponent(m)}`]));
     }
     if (f.shortcut) out.shortcutDetails = { ...f.shortcut };
     if (f.appProperties) out.appProperties = { ...f.appProperties };
@@ -1269,7 +1281,7 @@ export class DriveEmulator {
       };
       await writeFile(session.path, '');
       this.sessions.set(sid, session);
-      const loc = new URL(`upload/drive/v3/files${target ? `/${target.id}` : ''}`, this.url);
+      const loc = new URL(`upload/drive/v3/files${target ? `/${target.id}` : ''}`, this.base());
       loc.searchParams.set('uploadType', 'resumable');
       loc.searchParams.set('upload_id', sid);
       res.statusCode = 200;

@@ -7,7 +7,8 @@
 // with Graph's fragment rules (320 KiB multiples, Content-Range, nextExpectedRanges, expiry), PATCH of fileSystemInfo,
 // folder creation, delete, the identity platform's token and device-code endpoints, and Graph error bodies.
 // Links it emits are real-looking `https://graph.microsoft.com/v1.0/...` URLs (the client maps them back here);
-// upload and download URLs point at 127.0.0.1. Tests can throttle (429 + Retry-After), fail (5xx), drop connections,
+// upload and download URLs point at the address the request was sent to (its Host header), so a client that goes
+// through a proxy gets them through the same proxy. Tests can throttle (429 + Retry-After), fail (5xx), drop connections,
 // expire tokens, sessions, download URLs and delta tokens, and count requests.
 import { createHash, randomBytes, randomUUID, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
@@ -21,6 +22,7 @@ import { Faults, type RequestInfo, type RequestKind, type RequestMatch } from '.
 import { Identity, type IdentitySettings } from './graph-emulator/identity.ts';
 import { QuickXorHash } from '../../integrations/onedrive/quickxorhash.ts';
 import { DriveStore, GraphFault, type DriveType, type EmuDrive, type EmuItem } from './graph-emulator/store.ts';
+import { RequestOrigin } from './request-origin.ts';
 
 export { GraphFault, type EmuDrive, type EmuItem } from './graph-emulator/store.ts';
 export type { RequestInfo, RequestKind, RequestMatch } from './graph-emulator/faults.ts';
@@ -106,7 +108,11 @@ export class GraphEmulator {
   readonly options: Required<Omit<GraphEmulatorOptions, 'dir' | 'identity' | 'driveType'>>;
   /** The default user's drive (`/me/drive`). */
   readonly me: EmuDrive;
-  /** `http://127.0.0.1:PORT`. */
+  /**
+   * `http://127.0.0.1:PORT`. Upload-session and download URLs are built from the address each request was sent to
+   * (its Host header: a fault proxy's, when the client goes through one), and from this one only for a request
+   * without a usable Host header or outside a request.
+   */
   url = '';
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -119,6 +125,8 @@ export class GraphEmulator {
   private deltaTokensValidAfter = 0;
   private requestSeq = 0;
   private readonly ownsDir: boolean;
+  /** The address the request being answered was sent to. */
+  private readonly origin = new RequestOrigin();
 
   constructor(dir: string, ownsDir: boolean, o: GraphEmulatorOptions) {
     this.store = new DriveStore(dir);
@@ -225,7 +233,7 @@ export class GraphEmulator {
   async listen(): Promise<void> {
     await this.store.init();
     this.server = createServer((req, res) => {
-      this.handle(req, res).catch((err: unknown) => {
+      this.origin.run(req, () => this.handle(req, res)).catch((err: unknown) => {
         if (!res.headersSent) this.sendError(res, 500, 'generalException', `emulator bug: ${String(err)}`);
         else res.destroy();
       });
@@ -477,7 +485,7 @@ export class GraphEmulator {
   private downloadUrl(d: EmuDrive, it: EmuItem): string {
     const token = randomBytes(18).toString('base64url');
     this.downloads.set(token, { driveId: d.id, itemId: it.id, version: it.version, expiresAt: Date.now() + this.options.downloadUrlLifetimeMs });
-    return `${this.url}/download/${token}`;
+    return `${this.origin.current(this.url)}/download/${token}`;
   }
 
   private async itemRoute(req: IncomingMessage, res: ServerResponse, url: URL, d: EmuDrive, p: string, method: string): Promise<void> {
@@ -737,7 +745,7 @@ export class GraphEmulator {
     };
     await writeFile(s.file, '');
     this.sessions.set(id, s);
-    this.sendJson(res, 200, { uploadUrl: `${this.url}/upload/${id}`, expirationDateTime: new Date(s.expiresAt).toISOString(), nextExpectedRanges: ['0-'] });
+    this.sendJson(res, 200, { uploadUrl: `${this.origin.current(this.url)}/upload/${id}`, expirationDateTime: new Date(s.expiresAt).toISOString(), nextExpectedRanges: ['0-'] });
   }
 
   private sessionStatus(s: Session): Record<string, unknown> {

@@ -1,4 +1,5 @@
 // Self-checks of the Drive v3 emulator over raw HTTP: the behaviours of Google's published reference it promises.
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DriveEmulator, MIME } from '../drive-emulator.ts';
 
@@ -87,6 +88,36 @@ describe('drive emulator: resumable uploads', () => {
     expect(again.status).toBe(200);
     emu.expireUploadSessions();
     expect((await put(Buffer.alloc(0), 'bytes */*')).status).toBe(404);
+  });
+});
+
+/** A request to the emulator with the given Host header (as through a proxy at that address). */
+function sentTo(host: string, method: string, path: string, headers: Record<string, string>, body = ''): Promise<{ status: number; location?: string; body: string }> {
+  const { hostname, port } = new URL(emu.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ hostname, port, method, path, headers: { ...headers, host } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+describe('drive emulator: absolute URLs', () => {
+  it('builds upload sessions and export links from the address the request was sent to (its Host header)', async () => {
+    const start = (host: string) =>
+      sentTo(host, 'POST', '/upload/drive/v3/files?uploadType=resumable', { ...auth(), 'content-type': 'application/json' }, JSON.stringify({ name: 'hosted.bin' }));
+    const proxied = await start('127.0.0.1:1234');
+    expect(proxied.status).toBe(200);
+    expect(proxied.location).toMatch(/^http:\/\/127\.0\.0\.1:1234\/upload\/drive\/v3\/files\?uploadType=resumable&upload_id=/);
+    // A Host that is not a plain host and port is not used: the emulator's own address is.
+    expect((await start('evil.example/x')).location?.startsWith(`${emu.url}upload/`)).toBe(true);
+    const doc = emu.createGoogleDoc(undefined, 'Hosted doc', 'document', 'text');
+    const meta = await sentTo('proxy.test:8080', 'GET', `/drive/v3/files/${doc}?fields=exportLinks`, auth());
+    expect(Object.values(JSON.parse(meta.body).exportLinks as Record<string, string>)[0]).toMatch(/^http:\/\/proxy\.test:8080\/export-links\//);
   });
 });
 

@@ -1,5 +1,6 @@
 // The Graph emulator itself, checked against Microsoft's documented behaviour with plain HTTP (no integration code).
 import { createHash } from 'node:crypto';
+import { request } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { quickXorHash } from '../../../integrations/onedrive/quickxorhash.ts';
 import { GRAPH_ROOT, startGraphEmulator, TEST_CLIENT_ID, type GraphEmulator } from '../graph-emulator.ts';
@@ -166,6 +167,37 @@ describe('graph emulator: writing', () => {
     const r = await graph(`/drives/${encodeURIComponent(small.id)}/root:/x.bin:/content`, { method: 'PUT', body: 'more than ten bytes' });
     expect(r.status).toBe(507);
     expect(((await r.json()) as { error: { code: string } }).error.code).toBe('quotaLimitReached');
+  });
+});
+
+/** A Graph request to the emulator with the given Host header (as through a proxy at that address). */
+function sentTo(host: string, method: string, path: string): Promise<{ status: number; location?: string; body: string }> {
+  const { hostname, port } = new URL(emu.url);
+  return new Promise((resolve, reject) => {
+    const req = request({ hostname, port, method, path: `/v1.0${path}`, headers: { ...auth(), host } }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => (text += c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, location: res.headers.location, body: text }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+describe('graph emulator: absolute URLs', () => {
+  it('builds upload-session and download URLs from the address the request was sent to (its Host header)', async () => {
+    const session = await sentTo('127.0.0.1:1234', 'POST', '/me/drive/root:/Docs/hosted.bin:/createUploadSession');
+    expect(session.status).toBe(200);
+    expect(JSON.parse(session.body).uploadUrl).toMatch(/^http:\/\/127\.0\.0\.1:1234\/upload\//);
+    const item = await sentTo('proxy.test:8080', 'GET', '/me/drive/root:/Docs/a.txt:');
+    expect(JSON.parse(item.body)['@microsoft.graph.downloadUrl']).toMatch(/^http:\/\/proxy\.test:8080\/download\//);
+    const content = await sentTo('proxy.test:8080', 'GET', '/me/drive/root:/Docs/a.txt:/content');
+    expect(content.status).toBe(302);
+    expect(content.location).toMatch(/^http:\/\/proxy\.test:8080\/download\//);
+    // A Host that is not a plain host and port is not used: the emulator's own address is.
+    const odd = await sentTo('evil.example/x', 'GET', '/me/drive/root:/Docs/a.txt:/content');
+    expect(odd.location?.startsWith(`${emu.url}/download/`)).toBe(true);
   });
 });
 
