@@ -23,6 +23,11 @@ beforeAll(async () => {
     const parts: Buffer[] = [];
     req.on('data', (c: Buffer) => parts.push(c));
     req.on('end', () => {
+      if (req.url === '/host') {
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        res.end(req.headers.host ?? '');
+        return;
+      }
       if (req.url === '/body') {
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BODY.length });
         res.end(BODY);
@@ -154,6 +159,14 @@ describe('fault proxy, HTTP layer', () => {
     expect(await r.text()).toBe('PUT /echo?x=1 5');
     const b = Buffer.from(await (await fetch(`${p.endpoint}/body`)).arrayBuffer());
     expect(sha(b)).toBe(sha(BODY));
+  });
+
+  it('passes the Host header on unchanged: the server sees the address the client reached (the proxy)', async () => {
+    // Emulators build upload and download URLs from it, so those come back through the same proxy.
+    const p = await proxy('http', webUrl);
+    expect(await (await fetch(`${p.endpoint}/host`)).text()).toBe(p.host);
+    const t = await proxy('tcp', webUrl);
+    expect(await (await fetch(`${t.endpoint}/host`)).text()).toBe(t.host);
   });
 
   it('answers bursts of an error status with Retry-After and the given body, at most `times`', async () => {

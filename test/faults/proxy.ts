@@ -417,6 +417,8 @@ class HttpLayer {
       }
     }
     const truncate = f.kind === 'truncate' && (f.match?.(seen) ?? true) && this.used < (f.times ?? 1) ? f : undefined;
+    // The request's headers go on unchanged, Host included: the server sees the proxy's own address (what the client
+    // reached), so the absolute URLs an emulator builds from it (upload sessions, downloads) lead back to this proxy.
     const out = http.request(
       { host: up.host, port: up.port, method: req.method, path: req.url, headers: req.headers, agent: this.agent },
       (ur) => {
