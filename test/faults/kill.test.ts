@@ -89,7 +89,6 @@ describe('SIGKILL mid-Put and mid-restore (spawned executables)', () => {
       const mac = randomMac();
       const proxy = await startFaultProxy({ layer: 'tcp', target: t.upstream });
       try {
-        t.route?.(proxy.host);
         const a = await spawnConnector(t, 'storage', t.config('storage', repo, proxy.host));
         await a.host.create(Buffer.from('_KLOSET_kill'));
         await a.host.put(RESOURCE.PACKFILE, small.mac, small.data);
@@ -105,7 +104,6 @@ describe('SIGKILL mid-Put and mid-restore (spawned executables)', () => {
         feed.release();
         expect(await put).not.toBe('finished');
       } finally {
-        t.route?.(undefined);
         await proxy.close();
       }
       // A new process on the same repository.
@@ -143,7 +141,6 @@ describe('SIGKILL mid-Put and mid-restore (spawned executables)', () => {
       ];
       const proxy = await startFaultProxy({ layer: 'tcp', target: t.upstream });
       try {
-        t.route?.(proxy.host);
         const a = await spawnConnector(t, 'exporter', t.config('exporter', dest, proxy.host));
         const big = files[files.length - 1] as { data: Buffer };
         const feed = stalledStream(big.data, big.data.length - 256 * 1024);
@@ -158,7 +155,6 @@ describe('SIGKILL mid-Put and mid-restore (spawned executables)', () => {
         feed.release();
         expect(await restore).not.toBe('finished with status 0');
       } finally {
-        t.route?.(undefined);
         await proxy.close();
       }
       // The restore runs again, to the same destination, and completes.

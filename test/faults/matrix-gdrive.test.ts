@@ -41,10 +41,6 @@ const subject: Subject = {
     const [domain, reason, message] = DRIVE_ERRORS[status] ?? ['global', 'internalError', 'injected'];
     return { contentType: 'application/json; charset=UTF-8', text: JSON.stringify({ error: { code: status, message, errors: [{ domain, reason, message }] } }) };
   },
-  // Upload sessions are absolute URLs made from the emulator's own address: point them at the proxy during a cell.
-  route: (via) => {
-    emu.url = via ? `${via.endpoint}/` : direct;
-  },
   config,
   storeConfig: config,
   tree: {

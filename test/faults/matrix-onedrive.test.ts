@@ -35,10 +35,6 @@ const subject: Subject = {
     contentType: 'application/json',
     text: JSON.stringify({ error: { code: GRAPH_ERRORS[status] ?? 'generalException', message: `injected ${status}` } }),
   }),
-  // Upload sessions and download URLs are absolute URLs made from the emulator's address: through the proxy in a cell.
-  route: (via) => {
-    emu.url = via ? via.endpoint : direct;
-  },
   config,
   storeConfig: config,
   tree: {

@@ -22,8 +22,6 @@ export interface StoreTarget {
   upstream: string | number;
   /** Config of `kind` for the repository or collection `name`. */
   config(kind: ConnectorKind, name: string, via?: string): Record<string, string>;
-  /** Emulators hand out absolute URLs: point them at `via` while it is in use (undefined: back to direct). */
-  route?(via: string | undefined): void;
   secrets: string[];
   close(): Promise<void>;
 }
@@ -89,9 +87,6 @@ export async function storeTargets(): Promise<StoreTarget[]> {
       token_url: via ? `http://${via}/token` : drive.tokenUrl,
       chunk_size: '512KiB',
     }),
-    route: (via) => {
-      drive.url = via ? `http://${via}/` : driveUrl;
-    },
     secrets: [clientSecret, refresh],
     close: () => drive.close(),
   });
@@ -107,9 +102,6 @@ export async function storeTargets(): Promise<StoreTarget[]> {
       if (via) c.endpoint = `http://${via}`;
       tokens.push(c.refresh_token as string);
       return c;
-    },
-    route: (via) => {
-      graph.url = via ? `http://${via}` : graphUrl;
     },
     secrets: tokens,
     close: () => graph.close(),
