@@ -29,6 +29,58 @@ export interface Bundle {
 }
 
 /**
+ * Built-in modules that a dependency loads when it is evaluated but uses only inside functions an executable's start
+ * never reaches, per package: in its modules they are bound to a stand-in that loads the built-in on first use.
+ * Compiling a built-in is a real part of a start here: the executables' V8 flags make V8 refuse Node's own code cache
+ * for built-ins, so each one is parsed and compiled from source.
+ *
+ * grpc-js: `zlib` for compressed messages (Plakar's host does not compress), `dns` for a client's name resolution.
+ */
+export const LAZY_BUILTINS: Readonly<Record<string, readonly string[]>> = {
+  '@grpc/grpc-js': ['zlib', 'dns'],
+};
+
+/** The stand-in for built-in `name`: a proxy that loads the module the first time anything of it is used. */
+function lazyBuiltinSource(name: string): string {
+  return [
+    `let loaded;`,
+    `const load = () => (loaded ??= require(${JSON.stringify(`node:${name}`)}));`,
+    `module.exports = new Proxy({}, {`,
+    `  get: (_, key) => load()[key],`,
+    `  set: (_, key, value) => Reflect.set(load(), key, value),`,
+    `  has: (_, key) => key in load(),`,
+    `  ownKeys: () => Reflect.ownKeys(load()),`,
+    `  getOwnPropertyDescriptor: (_, key) => {`,
+    `    const d = Reflect.getOwnPropertyDescriptor(load(), key);`,
+    `    return d && { ...d, configurable: true };`,
+    `  },`,
+    `});`,
+    ``,
+  ].join('\n');
+}
+
+/** The esbuild plugin applying {@link LAZY_BUILTINS}. */
+const lazyBuiltins: esbuild.Plugin = {
+  name: 'kloset-lazy-builtins',
+  setup(build) {
+    const names = [...new Set(Object.values(LAZY_BUILTINS).flat())];
+    const filter = new RegExp(`^(node:)?(${names.join('|')})$`);
+    build.onResolve({ filter }, (args) => {
+      const name = args.path.replace(/^node:/, '');
+      const importer = args.importer.replaceAll('\\', '/');
+      const lazy = Object.entries(LAZY_BUILTINS).some(
+        ([pkg, builtins]) => builtins.includes(name) && importer.includes(`/node_modules/${pkg}/`),
+      );
+      return lazy ? { path: name, namespace: 'kloset-lazy-builtin' } : undefined;
+    });
+    build.onLoad({ filter: /.*/, namespace: 'kloset-lazy-builtin' }, (args) => ({
+      contents: lazyBuiltinSource(args.path),
+      loader: 'js',
+    }));
+  },
+};
+
+/**
  * Bundles one integration with its generated entry into a single CommonJS file for Node 24.
  *
  * Everything is bundled (a SEA's `require` only resolves built-ins). `import.meta.url`/`dirname`/`filename` are
@@ -66,6 +118,7 @@ export async function bundleIntegration(opts: {
     banner: {
       js: 'var __kloset_import_meta_url = require("node:url").pathToFileURL(__filename).href;',
     },
+    plugins: [lazyBuiltins],
     outfile: opts.outFile,
     logLevel: 'silent',
     write: false,

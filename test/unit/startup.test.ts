@@ -1,10 +1,12 @@
 // Start-up of the built executables: the bundle runs with the V8 code cache recorded at build time (scripts/sea-main.cjs).
 import { existsSync } from 'node:fs';
+import http2 from 'node:http2';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { launchPlugin } from '../harness/index.ts';
+import { decodeMessage, encodeMessage, launchPlugin, spawnPlugin } from '../harness/index.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BUILT = join(ROOT, 'dist', 'fixture', 'fixture');
@@ -42,5 +44,36 @@ describe.skipIf(!existsSync(BUILT))('sdk start-up of the built executable', () =
   it('still serves when V8 refuses the cache (other V8 flags in NODE_OPTIONS), compiling from source', async () => {
     const stderr = await start('storage', { NODE_OPTIONS: '--stack-trace-limit=20' });
     expect(stderr).toMatch(/serving the storage \d+ ms after start code_cache=rejected/);
+  });
+
+  it('answers a gzip-compressed Init (zlib, loaded by grpc-js only when a message needs it)', async () => {
+    const proc = await spawnPlugin(BUILT, { args: ['storage'], cwd: dir, env: { NODE_OPTIONS: undefined } });
+    const session = http2.connect('http://127.0.0.1:0', { createConnection: () => proc.duplex });
+    try {
+      const payload = gzipSync(encodeMessage('store.InitRequest', { proto: 'fixture', config: { location: `fixture://${join(dir, 'gzip')}` } }));
+      const frame = Buffer.alloc(5 + payload.length);
+      frame[0] = 1; // compressed
+      frame.writeUInt32BE(payload.length, 1);
+      payload.copy(frame, 5);
+      const stream = session.request({
+        ':method': 'POST',
+        ':path': '/store.Store/Init',
+        'content-type': 'application/grpc',
+        'grpc-encoding': 'gzip',
+        'grpc-accept-encoding': 'identity',
+        te: 'trailers',
+      });
+      stream.end(frame);
+      const chunks: Buffer[] = [];
+      const trailers = new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('trailers', resolve));
+      for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+      expect((await trailers)['grpc-status']).toBe('0');
+      const body = Buffer.concat(chunks);
+      expect(body[0]).toBe(0);
+      expect(decodeMessage('store.InitResponse', body.subarray(5, 5 + body.readUInt32BE(1))).type).toBe('fixture');
+    } finally {
+      session.destroy();
+      await proc.close();
+    }
   });
 });
