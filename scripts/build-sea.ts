@@ -118,6 +118,9 @@ export async function bundleIntegration(opts: {
     banner: {
       js: 'var __kloset_import_meta_url = require("node:url").pathToFileURL(__filename).href;',
     },
+    // The bundle runs in a vm.Script (scripts/sea-main.cjs), which has no dynamic import(): the few import()s of
+    // built-ins in dependencies (AWS SDK's EC2 metadata lookup, googleapis's randomUUID fallback) become require()s.
+    supported: { 'dynamic-import': false },
     plugins: [lazyBuiltins],
     outfile: opts.outFile,
     logLevel: 'silent',

@@ -1,11 +1,12 @@
 // Start-up of the built executables: the bundle runs with the V8 code cache recorded at build time (scripts/sea-main.cjs).
-import { existsSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import http2 from 'node:http2';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { bundleIntegration } from '../../scripts/build-sea.ts';
 import { decodeMessage, encodeMessage, launchPlugin, spawnPlugin } from '../harness/index.ts';
 
 const ROOT = join(import.meta.dirname, '..', '..');
@@ -77,3 +78,20 @@ describe.skipIf(!existsSync(BUILT))('sdk start-up of the built executable', () =
     }
   });
 });
+
+describe('sdk bundles for the executables', () => {
+  const entries = [
+    ...readdirSync(join(ROOT, 'integrations')).map((name) => ({ name, file: join(ROOT, 'integrations', name, 'index.ts') })),
+    { name: 'fixture', file: join(ROOT, 'test', 'fixture', 'index.ts') },
+  ].filter((e) => existsSync(e.file));
+
+  it.each(entries)('$name has no dynamic import() (its vm.Script has no module loader) and grpc-js gets zlib and dns lazily', async ({ name, file }) => {
+    const bundle = await bundleIntegration({ root: ROOT, integrationFile: file, name, outFile: join(dir, name, 'bundle.cjs'), minify: true });
+    const text = bundle.text.toString('utf8');
+    expect(/(^|[^\w$.])import\(/.exec(text)?.[0], 'a dynamic import() is left').toBeUndefined();
+    for (const builtin of ['zlib', 'dns']) {
+      expect(text.includes(`??=require("node:${builtin}")`), `the lazy ${builtin} stand-in`).toBe(true);
+    }
+  });
+});
+
