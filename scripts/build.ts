@@ -32,10 +32,10 @@ import {
   postjectVersion,
   SEA_EXEC_ARGV,
   SEA_MAIN,
-  type WarmUpConnector,
   selfCheck,
   verifyExecutable,
   type Bundle,
+  type WarmUpConnector,
 } from './build-sea.ts';
 import { checkManifestDir, filesToStage, stageFiles } from './build-stage.ts';
 
