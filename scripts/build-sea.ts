@@ -150,11 +150,15 @@ export async function bundleIntegration(opts: {
  * so scavenges are rare, dead Buffers pile up and peak RSS grows; with a small young generation alone the old
  * generation's limit stays near the tiny live heap (~20 MiB), so a few MiB of Buffers in flight (upload parts, HTTP/2
  * queues) start a full mark-compact every few MiB moved (≈150 per GiB, measured). A 1 MiB semi-space frees
- * short-lived Buffers at frequent, cheap scavenges, and a 64 MiB floor for the old generation leaves room for the
- * Buffers that do live longer: through the Go host, a 512 MiB s3 Put + Get went from ~150 full GCs to 3–4, plugin
- * CPU −35% (Put) and −50% (Get), and peak RSS fell ~10 MB (docs/BENCHMARKS.md).
+ * short-lived Buffers at frequent, cheap scavenges, and a floor for the old generation leaves room for the Buffers
+ * that do live longer. The floor trades CPU for memory (512 MiB s3 Put + Get through the Go host; exporting then
+ * importing a 2 GiB object, peak RSS over several runs, limit 200 MB):
+ *   no floor: ~150 full GCs, plugin CPU 6.1–8.0 s (Put) and 4.5–5.1 s (Get);
+ *   32 MiB:   ~90–120 full GCs, Get CPU barely better; 2 GiB exporter 157–165 MB;
+ *   48 MiB:   ~40 full GCs, Put 2.7–3.0 s, Get 3.3–3.5 s; 2 GiB exporter 173–196 MB, importer 154–167 MB;
+ *   64 MiB:   3–4 full GCs, Put 3.1 s, Get 2.0 s; 2 GiB exporter 186–195 MB — too close to the 200 MB promise.
  */
-export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=64'];
+export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=48'];
 
 /** The main script of every executable (it runs the bundle with the code cache, see the file's header). */
 export const SEA_MAIN = fileURLToPath(new URL('./sea-main.cjs', import.meta.url));
