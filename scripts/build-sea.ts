@@ -153,7 +153,7 @@ export async function bundleIntegration(opts: {
  * short-lived Buffers at frequent, cheap scavenges, and a floor for the old generation leaves room for the Buffers
  * that do live longer. The floor trades CPU for memory (512 MiB s3 Put + Get through the Go host; exporting then
  * importing a 2 GiB object, peak RSS over several runs, limit 200 MB):
- *   no floor: ~150 full GCs, plugin CPU 6.1–8.0 s (Put) and 4.5–5.1 s (Get);
+ *   no floor: ~150 full GCs, plugin CPU 6.1–8.0 s (Put, Content-MD5 then still computed) and 4.5–5.1 s (Get);
  *   32 MiB:   ~90–120 full GCs, Get CPU barely better; 2 GiB exporter 157–165 MB;
  *   48 MiB:   ~40 full GCs, Put 2.7–3.0 s, Get 3.3–3.5 s; 2 GiB exporter 173–196 MB, importer 154–167 MB;
  *   64 MiB:   3–4 full GCs, Put 3.1 s, Get 2.0 s; 2 GiB exporter 186–195 MB — too close to the 200 MB promise.
