@@ -167,19 +167,34 @@ export const SEA_MAIN = fileURLToPath(new URL('./sea-main.cjs', import.meta.url)
 export const SEA_ASSETS = { bundle: 'bundle.cjs', codeCache: 'bundle.cache' } as const;
 
 /**
+ * The V8 random seed while a startup snapshot is made (never at run time: V8 reseeds Math.random, crypto and its
+ * string hashes when an executable starts). With a fixed seed two snapshots made from {@link SEA_MAIN} by one Node
+ * binary have the same read-only heap, which the bundle's code cache is checked against: the cache is recorded on a
+ * snapshot made by {@link makeCodeCache} and then accepted by the executable's own. V8 leaves the random seed out of
+ * the flags a cache is checked against.
+ */
+export const SNAPSHOT_RANDOM_SEED = 1;
+
+/**
  * Makes the SEA preparation blob with `node --experimental-sea-config` (Node 24 has no `--build-sea`).
  *
- * `node` must be the build machine's Node of the same version as the target runtime. The main script is
- * {@link SEA_MAIN}; the bundle and, for the build machine's own platform, its code cache ({@link makeCodeCache}) are
- * assets. Node's own `useCodeCache` stays off: it would only cache the few lines of the main script, and Node warns
- * on every start when its cache does not match the executable's V8 flags.
+ * `node` must be the build machine's Node of the same version as the target runtime; it runs with
+ * {@link SEA_EXEC_ARGV}, the executables' V8 flags, so that the code caches made here are accepted by the executable.
+ * The main script is {@link SEA_MAIN}; the bundle and, for the build machine's own platform, its code cache
+ * ({@link makeCodeCache}) are assets. For the build machine's platform the executable also starts from a V8 startup
+ * snapshot (`useSnapshot`; a snapshot only runs on the platform that made it) in which {@link SEA_MAIN} has only
+ * registered its main function: what it brings is the code cache of Node's own built-in modules, made under the
+ * executables' flags (Node's shipped one is refused under `--initial-old-space-size`, so every built-in a start loads
+ * was compiled from source). Node's `useCodeCache` stays off: it would only cache the few lines of the main script.
  */
 export async function makeBlob(opts: {
   node: string;
   bundle: string;
   outFile: string;
-  /** The code cache of the bundle, when the target is the build machine's platform. */
+  /** The code cache of the bundle (build machine's platform only, with `useSnapshot`). */
   codeCache?: string;
+  /** Start from a V8 startup snapshot (build machine's platform only). */
+  useSnapshot: boolean;
 }): Promise<void> {
   await mkdir(dirname(opts.outFile), { recursive: true });
   const config = `${opts.outFile}.sea-config.json`;
@@ -189,14 +204,15 @@ export async function makeBlob(opts: {
     main: SEA_MAIN,
     output: opts.outFile,
     disableExperimentalSEAWarning: true,
-    useSnapshot: false,
+    useSnapshot: opts.useSnapshot,
     useCodeCache: false,
     // Heap sizing for streaming (see SEA_EXEC_ARGV).
     execArgv: SEA_EXEC_ARGV,
     assets,
   };
   await writeFile(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
-  await run(opts.node, ['--experimental-sea-config', config], { env: cleanEnv() });
+  const seed = opts.useSnapshot ? [`--random-seed=${SNAPSHOT_RANDOM_SEED}`] : [];
+  await run(opts.node, [...SEA_EXEC_ARGV, ...seed, '--experimental-sea-config', config], { env: cleanEnv() });
 }
 
 /** A connector a warm-up start serves: its kind, the arguments the manifest gives and the protocol Init names. */
@@ -210,10 +226,50 @@ export interface WarmUpConnector {
 export const WARM_UP_KEY = 'kloset_ts_code_cache_warm_up';
 
 /**
+ * Starts `executable` (with `args`) as `connector` the way the host does (two pipes), sends one Init that the SDK
+ * refuses ({@link WARM_UP_KEY}), closes its stdin and waits for it to exit 0; returns its stderr. Anything else (no
+ * reply, a crash, another exit code) is a broken executable or bundle and throws with its stderr.
+ */
+async function startOnce(
+  executable: string,
+  args: readonly string[],
+  connector: WarmUpConnector,
+  env: NodeJS.ProcessEnv,
+  cwd: string,
+): Promise<string> {
+  const { launchPlugin } = await import('../test/harness/index.ts');
+  const full: NodeJS.ProcessEnv = { ...cleanEnv(), KLOSET_TS_LOG: undefined, KLOSET_TS_LOG_FILE: undefined, ...env };
+  for (const [key, value] of Object.entries(full)) if (value === undefined) delete full[key];
+  const plugin = await launchPlugin({ executable, args: [...args] }, { env: full, cwd, mode: 'socketpair' });
+  try {
+    await plugin.host.init(connector.kind, connector.protocol, {
+      location: `${connector.protocol}://kloset-ts-code-cache-warm-up`,
+      [WARM_UP_KEY]: 'true',
+    });
+  } catch (error) {
+    // The expected refusal names the key.
+    if (!(error as Error).message.includes(WARM_UP_KEY)) {
+      await plugin.dispose().catch(() => undefined);
+      throw new Error(
+        `the ${connector.kind} of ${executable} did not answer Init: ${(error as Error).message}\n${plugin.process.stderr().trim()}`,
+      );
+    }
+  }
+  const exit = await plugin.dispose(10_000);
+  if (exit.code !== 0) {
+    throw new Error(
+      `the ${connector.kind} of ${executable} did not exit cleanly (exit ${exit.code ?? exit.signal ?? '?'}): ${plugin.process.stderr().trim()}`,
+    );
+  }
+  return plugin.process.stderr();
+}
+
+/**
  * Records the V8 code cache of a bundle: the bundle is started as each connector the way the host starts it (two
- * pipes, {@link SEA_MAIN} under `node` with {@link SEA_EXEC_ARGV}, so V8 accepts the cache in the executable) and
- * sent one Init, and the functions compiled by then are written out when it exits. Each start begins from the
- * previous one's cache, so the last cache holds what every connector's start compiles.
+ * pipes), from a startup snapshot made like the executable's ({@link SEA_MAIN}, {@link SEA_EXEC_ARGV},
+ * {@link SNAPSHOT_RANDOM_SEED}) so that V8 accepts the cache in the executable, and sent one Init; the functions
+ * compiled by then are written out when it exits. Each start begins from the previous one's cache, so the last cache
+ * holds what every connector's start compiles.
  *
  * The Init carries an undeclared key ({@link WARM_UP_KEY}): the SDK refuses it while checking options, before any
  * connector code runs, so a warm-up never touches a network, a disk or a service; module evaluation, the gRPC server,
@@ -226,54 +282,46 @@ export async function makeCodeCache(opts: {
   outFile: string;
   connectors: readonly WarmUpConnector[];
 }): Promise<void> {
-  const { launchPlugin } = await import('../test/harness/index.ts');
   await mkdir(dirname(opts.outFile), { recursive: true });
   const work = await mkdtemp(join(tmpdir(), 'kloset-ts-code-cache-'));
   try {
+    const snapshot = join(work, 'snapshot.blob');
+    await run(
+      opts.node,
+      [...SEA_EXEC_ARGV, `--random-seed=${SNAPSHOT_RANDOM_SEED}`, '--snapshot-blob', snapshot, '--build-snapshot', SEA_MAIN],
+      { env: cleanEnv(), cwd: work },
+    );
     let previous: string | undefined;
     for (const [i, connector] of opts.connectors.entries()) {
       const out = join(work, `${i}.cache`);
-      const env: NodeJS.ProcessEnv = {
-        ...cleanEnv(),
-        KLOSET_TS_CODE_CACHE_BUNDLE: opts.bundle,
-        KLOSET_TS_CODE_CACHE_OUT: out,
-        KLOSET_TS_CODE_CACHE_IN: previous,
-        KLOSET_TS_LOG: undefined,
-        KLOSET_TS_LOG_FILE: undefined,
-      };
-      for (const [key, value] of Object.entries(env)) if (value === undefined) delete env[key];
-      const plugin = await launchPlugin(
-        { executable: opts.node, args: [...SEA_EXEC_ARGV, SEA_MAIN, ...connector.args] },
-        { env, cwd: work, mode: 'socketpair' },
+      // argv[1] is the main script, as in an executable (process.argv[1] is the executable there).
+      await startOnce(
+        opts.node,
+        [...SEA_EXEC_ARGV, '--snapshot-blob', snapshot, SEA_MAIN, ...connector.args],
+        connector,
+        { KLOSET_TS_CODE_CACHE_BUNDLE: opts.bundle, KLOSET_TS_CODE_CACHE_OUT: out, KLOSET_TS_CODE_CACHE_IN: previous },
+        work,
       );
-      let replied = false;
-      try {
-        await plugin.host.init(connector.kind, connector.protocol, {
-          location: `${connector.protocol}://kloset-ts-code-cache-warm-up`,
-          [WARM_UP_KEY]: 'true',
-        });
-        replied = true;
-      } catch (error) {
-        // The expected refusal names the key; anything else (no reply, a crash) is a broken bundle.
-        replied = (error as Error).message.includes(WARM_UP_KEY);
-        if (!replied) {
-          await plugin.dispose().catch(() => undefined);
-          throw new Error(
-            `the ${connector.kind} of ${opts.bundle} did not answer Init at build time: ${(error as Error).message}\n${plugin.process.stderr().trim()}`,
-          );
-        }
-      }
-      const exit = await plugin.dispose(10_000);
-      if (exit.code !== 0 || !existsSync(out)) {
-        throw new Error(
-          `the ${connector.kind} of ${opts.bundle} did not exit cleanly at build time (exit ${exit.code ?? exit.signal ?? '?'}): ${plugin.process.stderr().trim()}`,
-        );
-      }
+      if (!existsSync(out)) throw new Error(`the ${connector.kind} of ${opts.bundle} wrote no code cache at build time`);
       previous = out;
     }
     if (!previous) throw new Error(`no connector to warm up for ${opts.bundle}`);
     await copyFile(previous, `${opts.outFile}.tmp-${process.pid}`);
     await rename(`${opts.outFile}.tmp-${process.pid}`, opts.outFile);
+  } finally {
+    await rm(work, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Starts a built executable once as `connector` (see {@link startOnce}) with the debug log and returns what became of
+ * its code cache (`accepted`, `rejected`, `none`), as it logs it; a build made with a cache expects `accepted`.
+ */
+export async function codeCacheState(exe: string, connector: WarmUpConnector): Promise<string> {
+  const work = await mkdtemp(join(tmpdir(), 'kloset-ts-start-check-'));
+  try {
+    const stderr = await startOnce(exe, connector.args, connector, { KLOSET_TS_LOG: 'debug' }, work);
+    return / code_cache=(\w+)/.exec(stderr)?.[1] ?? 'unknown';
   } finally {
     await rm(work, { recursive: true, force: true });
   }

@@ -28,6 +28,7 @@ import {
   bundleIntegration,
   injectBlob,
   makeBlob,
+  codeCacheState,
   makeCodeCache,
   postjectVersion,
   SEA_EXEC_ARGV,
@@ -43,7 +44,7 @@ import { checkManifestDir, filesToStage, stageFiles } from './build-stage.ts';
 const REPO = join(dirname(fileURLToPath(import.meta.url)), '..');
 
 /** Bumped when the way executables are made changes, to invalidate every cached executable. */
-const BUILD_FORMAT = 2;
+const BUILD_FORMAT = 3;
 
 /** The executables' main script (part of the cache key). */
 const SEA_MAIN_SHA256 = createHash('sha256').update(readFileSync(SEA_MAIN)).digest('hex');
@@ -254,7 +255,8 @@ async function main(): Promise<void> {
             ? unit.manifestDir
             : stageDir(dist, unit.name, target, host);
           const exe = join(outDir, exeFileName(unit.name, target));
-          // A code cache is recorded by running the bundle on the build machine's Node (same V8 build as the runtime).
+          // A code cache is recorded by running the bundle on the build machine's Node (same V8 build as the runtime),
+          // and a startup snapshot only runs on the platform that made it.
           const useCodeCache = target.id === host.id;
           const key = createHash('sha256')
             .update(
@@ -307,7 +309,7 @@ async function main(): Promise<void> {
                   connectors: warmUpConnectors(unit, target),
                 });
               }
-              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache });
+              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache });
               await injectBlob({ runtime: runtime.path, blob, outFile: exe, target });
             } finally {
               await rm(blob, { force: true });
@@ -316,6 +318,13 @@ async function main(): Promise<void> {
               if (codeCache) await rm(codeCache, { force: true });
             }
             await verifyExecutable(exe, target);
+            if (codeCache) {
+              const [first] = warmUpConnectors(unit, target);
+              const state = first ? await codeCacheState(exe, first) : 'none';
+              if (state !== 'accepted') {
+                log(`warning: ${unit.name} ${target.id}: V8 did not take the code cache (${state}): the executable starts slower`);
+              }
+            }
             const info = await stat(exe);
             await mkdir(dirname(stampFile), { recursive: true });
             await writeFile(

@@ -1,4 +1,5 @@
 // Start-up of the built executables: the bundle runs with the V8 code cache recorded at build time (scripts/sea-main.cjs).
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync } from 'node:fs';
 import http2 from 'node:http2';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
@@ -40,6 +41,13 @@ describe.skipIf(!existsSync(BUILT))('sdk start-up of the built executable', () =
     const stderr = await start(kind);
     expect(stderr).toMatch(new RegExp(`DEBUG fixture/${kind}: serving the ${kind} \\d+ ms after start code_cache=accepted`));
     expect(stderr).not.toMatch(/Code cache data rejected/);
+  });
+
+  it("compiles none of Node's built-in modules from source (the startup snapshot carries their code cache, made under the executables' V8 flags)", () => {
+    const r = spawnSync(BUILT, ['--version'], { env: { ...process.env, NODE_OPTIONS: '', NODE_DEBUG_NATIVE: 'CODE_CACHE' }, encoding: 'utf8' });
+    expect(r.stdout).toMatch(/^fixture /);
+    expect(r.stderr).toMatch(/Code cache of \S+ \(\w+\) is accepted/);
+    expect(r.stderr.match(/Code cache of \S+ \(\w+\) is rejected/g) ?? []).toEqual([]);
   });
 
   it('still serves when V8 refuses the cache (other V8 flags in NODE_OPTIONS), compiling from source', async () => {
