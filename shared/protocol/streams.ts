@@ -27,6 +27,12 @@ export const MESSAGE_BYTES = 256 * 1024;
 const HEADROOM = 6;
 /** Message buffers kept for reuse between Gets and Opens (each HEADROOM + MESSAGE_BYTES). */
 const POOL_MAX = 4;
+/**
+ * Messages of one stream handed to grpc-js and not yet taken by HTTP/2 (their write callbacks pending). Beyond this
+ * the stream waits: otherwise grpc-js queues up to 16 messages and HTTP/2 more while the pipe is slower than the source,
+ * and those long-lived buffers count against V8's old-generation limit until a full GC (scripts/build-sea.ts).
+ */
+const MAX_IN_FLIGHT = 4;
 const pool: Buffer[] = [];
 
 function takeBuffer(): Buffer {
@@ -65,17 +71,37 @@ export async function writeChunks(call: WritableCall, source: ContentSource, lim
   const iterator = chunksOf(source)[Symbol.asyncIterator]();
   let buf: Buffer | undefined;
   let fill = 0;
+  let inFlight = 0;
+  let taken: (() => void) | undefined;
   const flush = async (): Promise<void> => {
     if (!buf || fill === 0) return;
     const owned = buf;
     const message: EncodedChunk = { encoded: frame(owned, fill) };
     buf = undefined;
     fill = 0;
+    inFlight++;
     const accepted = call.write(message, (err) => {
+      inFlight--;
       if (!err) giveBuffer(owned);
+      taken?.();
     });
     if (!accepted) await waitForDrain(call);
+    else if (inFlight >= MAX_IN_FLIGHT && !call.destroyed && !call.cancelled) await waitForTaken();
   };
+  const waitForTaken = (): Promise<void> =>
+    new Promise<void>((resolve) => {
+      const done = (): void => {
+        taken = undefined;
+        call.off('cancelled', done);
+        call.off('close', done);
+        call.off('error', done);
+        resolve();
+      };
+      taken = done;
+      call.on('cancelled', done);
+      call.on('close', done);
+      call.on('error', done);
+    });
   try {
     while (remaining > 0) {
       const next = await iterator.next();
