@@ -164,4 +164,33 @@ describe('writeChunks', () => {
     await settle(call);
     expect(call.sent.length).toBeLessThan((8 * MiB) / MESSAGE_BYTES);
   });
+  it('keeps at most four messages waiting for grpc-js however large its buffer, and resumes when it takes them', async () => {
+    // A call that would accept 64 messages before asking to wait, and takes them only when told.
+    class HeldCall extends EventEmitter {
+      cancelled = false;
+      readonly held: Array<() => void> = [];
+      written = 0;
+      maxWaiting = 0;
+      write(_message: unknown, callback?: (error?: Error | null) => void): boolean {
+        this.written++;
+        this.held.push(() => callback?.());
+        this.maxWaiting = Math.max(this.maxWaiting, this.held.length);
+        return this.held.length < 64;
+      }
+    }
+    const call = new HeldCall();
+    const data = pattern(16 * MESSAGE_BYTES, 3);
+    let finished = false;
+    const done = writeChunks(call, pieces(data, [MESSAGE_BYTES]), Infinity, () => false).then(() => {
+      finished = true;
+    });
+    for (let round = 0; !finished && round < 100; round++) {
+      await new Promise((r) => setTimeout(r, 2));
+      // Take one message at a time, like HTTP/2 handing them to a slow pipe.
+      call.held.shift()?.();
+    }
+    await done;
+    expect(call.written).toBe(16);
+    expect(call.maxWaiting).toBe(4);
+  });
 });
