@@ -81,6 +81,33 @@ const lazyBuiltins: esbuild.Plugin = {
 };
 
 /**
+ * Packages bundled from their ES module build (package.json `module`) instead of their CommonJS one (`main`), when
+ * they have no `exports` map (with one, esbuild's conditions already choose). The AWS SDK's CommonJS builds are one
+ * file per package, so the bundle held every S3 command and everything `@aws-sdk/core` exports, and its ESM side
+ * copied every export of each (esbuild's CommonJS interop); their ES builds (the ones bundlers are meant to use, marked
+ * free of side effects) let esbuild keep only what the integration uses: the s3 bundle is ~15% smaller and starts
+ * ~10% faster. Same sources, same Node runtime configuration (the `browser` field is not applied for Node).
+ */
+export const ESM_PACKAGES = /^@(aws-sdk|smithy)\/[^/]+$/;
+
+/** The esbuild plugin applying {@link ESM_PACKAGES}. */
+const esmPackages: esbuild.Plugin = {
+  name: 'kloset-esm-packages',
+  setup(build) {
+    build.onResolve({ filter: ESM_PACKAGES }, async (args) => {
+      const manifest = await build.resolve(`${args.path}/package.json`, {
+        kind: args.kind,
+        resolveDir: args.resolveDir,
+      });
+      if (manifest.errors.length > 0 || !manifest.path) return undefined;
+      const pkg = JSON.parse(await readFile(manifest.path, 'utf8')) as { exports?: unknown; module?: unknown };
+      if (pkg.exports !== undefined || typeof pkg.module !== 'string') return undefined;
+      return { path: join(dirname(manifest.path), pkg.module) };
+    });
+  },
+};
+
+/**
  * Bundles one integration with its generated entry into a single CommonJS file for Node 24.
  *
  * Everything is bundled (a SEA's `require` only resolves built-ins). `import.meta.url`/`dirname`/`filename` are
@@ -121,7 +148,7 @@ export async function bundleIntegration(opts: {
     // The bundle runs in a vm.Script (scripts/sea-main.cjs), which has no dynamic import(): the few import()s of
     // built-ins in dependencies (AWS SDK's EC2 metadata lookup, googleapis's randomUUID fallback) become require()s.
     supported: { 'dynamic-import': false },
-    plugins: [lazyBuiltins],
+    plugins: [lazyBuiltins, esmPackages],
     outfile: opts.outFile,
     logLevel: 'silent',
     write: false,
