@@ -194,6 +194,13 @@ export const SEA_MAIN = fileURLToPath(new URL('./sea-main.cjs', import.meta.url)
 export const SEA_ASSETS = { bundle: 'bundle.cjs', codeCache: 'bundle.cache' } as const;
 
 /**
+ * Whether executables for the build machine's platform start from a startup snapshot ({@link makeBlob}): about 35 ms
+ * less per start (Node's built-ins come with a code cache made under {@link SEA_EXEC_ARGV}), for 6.5 MB more per
+ * executable and ~5.6 MiB more anonymous memory per process (docs/BENCHMARKS.md, cold start section).
+ */
+export const START_FROM_SNAPSHOT = true;
+
+/**
  * The V8 random seed while a startup snapshot is made (never at run time: V8 reseeds Math.random, crypto and its
  * string hashes when an executable starts). With a fixed seed two snapshots made from {@link SEA_MAIN} by one Node
  * binary have the same read-only heap, which the bundle's code cache is checked against: the cache is recorded on a
@@ -293,10 +300,10 @@ async function startOnce(
 
 /**
  * Records the V8 code cache of a bundle: the bundle is started as each connector the way the host starts it (two
- * pipes), from a startup snapshot made like the executable's ({@link SEA_MAIN}, {@link SEA_EXEC_ARGV},
- * {@link SNAPSHOT_RANDOM_SEED}) so that V8 accepts the cache in the executable, and sent one Init; the functions
- * compiled by then are written out when it exits. Each start begins from the previous one's cache, so the last cache
- * holds what every connector's start compiles.
+ * pipes), with {@link SEA_EXEC_ARGV} and, with {@link START_FROM_SNAPSHOT}, from a startup snapshot made like the
+ * executable's ({@link SEA_MAIN}, {@link SNAPSHOT_RANDOM_SEED}), so that V8 accepts the cache in the executable; it is
+ * sent one Init, and the functions compiled by then are written out when it exits. Each start begins from the previous
+ * one's cache, so the last cache holds what every connector's start compiles.
  *
  * The Init carries an undeclared key ({@link WARM_UP_KEY}): the SDK refuses it while checking options, before any
  * connector code runs, so a warm-up never touches a network, a disk or a service; module evaluation, the gRPC server,
@@ -313,18 +320,20 @@ export async function makeCodeCache(opts: {
   const work = await mkdtemp(join(tmpdir(), 'kloset-ts-code-cache-'));
   try {
     const snapshot = join(work, 'snapshot.blob');
-    await run(
-      opts.node,
-      [...SEA_EXEC_ARGV, `--random-seed=${SNAPSHOT_RANDOM_SEED}`, '--snapshot-blob', snapshot, '--build-snapshot', SEA_MAIN],
-      { env: cleanEnv(), cwd: work },
-    );
+    if (START_FROM_SNAPSHOT) {
+      await run(
+        opts.node,
+        [...SEA_EXEC_ARGV, `--random-seed=${SNAPSHOT_RANDOM_SEED}`, '--snapshot-blob', snapshot, '--build-snapshot', SEA_MAIN],
+        { env: cleanEnv(), cwd: work },
+      );
+    }
     let previous: string | undefined;
     for (const [i, connector] of opts.connectors.entries()) {
       const out = join(work, `${i}.cache`);
       // argv[1] is the main script, as in an executable (process.argv[1] is the executable there).
       await startOnce(
         opts.node,
-        [...SEA_EXEC_ARGV, '--snapshot-blob', snapshot, SEA_MAIN, ...connector.args],
+        [...SEA_EXEC_ARGV, ...(START_FROM_SNAPSHOT ? ['--snapshot-blob', snapshot] : []), SEA_MAIN, ...connector.args],
         connector,
         { KLOSET_TS_CODE_CACHE_BUNDLE: opts.bundle, KLOSET_TS_CODE_CACHE_OUT: out, KLOSET_TS_CODE_CACHE_IN: previous },
         work,

@@ -34,6 +34,7 @@ import {
   SEA_EXEC_ARGV,
   SEA_MAIN,
   selfCheck,
+  START_FROM_SNAPSHOT,
   verifyExecutable,
   type Bundle,
   type WarmUpConnector,
@@ -271,6 +272,7 @@ async function main(): Promise<void> {
                 postject,
                 SEA_EXEC_ARGV,
                 SEA_MAIN_SHA256,
+                START_FROM_SNAPSHOT,
               ]),
             )
             .digest('hex');
@@ -309,7 +311,7 @@ async function main(): Promise<void> {
                   connectors: warmUpConnectors(unit, target),
                 });
               }
-              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache });
+              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache && START_FROM_SNAPSHOT });
               await injectBlob({ runtime: runtime.path, blob, outFile: exe, target });
             } finally {
               await rm(blob, { force: true });
