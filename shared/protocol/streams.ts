@@ -89,18 +89,11 @@ export async function writeChunks(call: WritableCall, source: ContentSource, lim
     else if (inFlight >= MAX_IN_FLIGHT && !call.destroyed && !call.cancelled) await waitForTaken();
   };
   const waitForTaken = (): Promise<void> =>
-    new Promise<void>((resolve) => {
-      const done = (): void => {
-        taken = undefined;
-        call.off('cancelled', done);
-        call.off('close', done);
-        call.off('error', done);
-        resolve();
-      };
+    untilOrEnd(call, (done) => {
       taken = done;
-      call.on('cancelled', done);
-      call.on('close', done);
-      call.on('error', done);
+      return () => {
+        taken = undefined;
+      };
     });
   try {
     while (remaining > 0) {
@@ -130,19 +123,31 @@ export async function writeChunks(call: WritableCall, source: ContentSource, lim
   }
 }
 
-function waitForDrain(call: WritableCall): Promise<void> {
+/**
+ * Resolves when the trigger `arm` sets up fires, or when the call ends (cancelled, closed, failed), whichever comes
+ * first; `arm` returns how to take its trigger down again.
+ */
+function untilOrEnd(call: WritableCall, arm: (done: () => void) => () => void): Promise<void> {
   return new Promise<void>((resolve) => {
+    let disarm = (): void => undefined;
     const done = (): void => {
-      call.off('drain', done);
+      disarm();
       call.off('cancelled', done);
       call.off('close', done);
       call.off('error', done);
       resolve();
     };
-    call.on('drain', done);
+    disarm = arm(done);
     call.on('cancelled', done);
     call.on('close', done);
     call.on('error', done);
+  });
+}
+
+function waitForDrain(call: WritableCall): Promise<void> {
+  return untilOrEnd(call, (done) => {
+    call.on('drain', done);
+    return () => call.off('drain', done);
   });
 }
 
