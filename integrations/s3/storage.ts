@@ -1,5 +1,4 @@
 // S3 storage: a Plakar repository in a bucket, laid out exactly like the official connector, with Glacier mode and ECC resources.
-import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { CopyObjectCommand, DeleteObjectCommand, HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
@@ -16,7 +15,7 @@ import {
 } from '../../shared/index.ts';
 import { S3, socketsFor } from './client.ts';
 import { checkCombinations, COLD_CLASSES, locationSpec, parseLocation, storageOptions } from './options.ts';
-import { PartPool, uploadStream, type ObjectHeaders } from './upload.ts';
+import { contentMD5, PartPool, uploadStream, type ObjectHeaders } from './upload.ts';
 
 /** Suffix of the cold copies written in Glacier mode (the official connector's name). */
 export const FROZEN_SUFFIX = '.frozen';
@@ -54,7 +53,7 @@ export const storage = defineStorage({
 
     const putBuffer = async (key: string, body: Buffer, cls: string, ifNoneMatch = false): Promise<void> => {
       const what = `cannot write ${s3.url(key)}`;
-      const md5 = upload.contentMD5 ? createHash('md5').update(body).digest('base64') : undefined;
+      const md5 = contentMD5(body, upload);
       const send = (conditional: boolean) =>
         s3.call(what, (abortSignal) =>
           s3.client.send(

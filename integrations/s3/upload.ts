@@ -170,8 +170,9 @@ class ExactReader {
   }
 }
 
-function md5(buf: Buffer): string {
-  return createHash('md5').update(buf).digest('base64');
+/** The Content-MD5 of `body` when the settings ask for it (the SigV4-signed SHA-256 is sent either way). */
+export function contentMD5(body: Buffer, settings: Pick<UploadSettings, 'contentMD5'>): string | undefined {
+  return settings.contentMD5 ? createHash('md5').update(body).digest('base64') : undefined;
 }
 
 /** The part size for an object of `size` bytes (unknown: -1): grown in whole MiB so 10,000 parts suffice. */
@@ -205,7 +206,7 @@ export async function uploadStream(
       const head = await reader.readUpTo(size >= 0 ? size : Math.min(settings.cutoff, SMALL_HEAD));
       if (head.ended && head.total <= settings.cutoff) {
         const buf = head.chunks.length === 1 ? (head.chunks[0] as Buffer) : Buffer.concat(head.chunks, head.total);
-        await putSingle(s3, key, buf, headers, settings.contentMD5, what);
+        await putSingle(s3, key, buf, headers, settings, what);
         return buf.length;
       }
       reader.unshift(head.chunks);
@@ -217,11 +218,11 @@ export async function uploadStream(
 }
 
 /** One PUT of a whole object (retried as a whole: the bytes are in memory). */
-async function putSingle(s3: S3, key: string, body: Buffer, headers: ObjectHeaders, withMD5: boolean, what: string): Promise<void> {
-  const contentMD5 = withMD5 ? md5(body) : undefined;
+async function putSingle(s3: S3, key: string, body: Buffer, headers: ObjectHeaders, settings: UploadSettings, what: string): Promise<void> {
+  const md5 = contentMD5(body, settings);
   await s3.call(what, (abortSignal) =>
     s3.client.send(
-      new PutObjectCommand({ Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer, ...headers, Body: body, ContentLength: body.length, ContentMD5: contentMD5 }),
+      new PutObjectCommand({ Bucket: s3.bucket, Key: key, ...s3.ssec, ...s3.payer, ...headers, Body: body, ContentLength: body.length, ContentMD5: md5 }),
       { abortSignal },
     ),
   );
@@ -275,7 +276,7 @@ async function multipart(
   }
   if (single) {
     try {
-      await putSingle(s3, key, firstPart.buf.subarray(0, firstPart.n), headers, settings.contentMD5, what);
+      await putSingle(s3, key, firstPart.buf.subarray(0, firstPart.n), headers, settings, what);
       return firstPart.n;
     } finally {
       pool.give(firstPart.buf);
@@ -314,9 +315,9 @@ async function multipart(
       const number = partNumber;
       const task = (async () => {
         try {
-          const contentMD5 = settings.contentMD5 ? md5(body) : undefined;
+          const md5 = contentMD5(body, settings);
           const r = await s3.call(`${what} (part ${number})`, (abortSignal) =>
-            s3.client.send(new UploadPartCommand({ ...common, ...s3.ssec, UploadId: id, PartNumber: number, Body: body, ContentLength: n, ContentMD5: contentMD5 }), {
+            s3.client.send(new UploadPartCommand({ ...common, ...s3.ssec, UploadId: id, PartNumber: number, Body: body, ContentLength: n, ContentMD5: md5 }), {
               abortSignal,
             }),
           );
