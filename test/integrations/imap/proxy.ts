@@ -32,6 +32,10 @@ export interface FaultProxy {
   connections: number;
   /** Bytes forwarded so far, per direction. */
   bytes: { up: number; down: number };
+  /** Every `UID FETCH` command line sent through the proxy, with the number of its connection (1, 2…). */
+  fetches: Array<{ connection: number; line: string }>;
+  /** Numbers of the connections cut so far. */
+  cutConnections: number[];
   rules: DropRule[];
   close(): Promise<void>;
 }
@@ -42,9 +46,9 @@ export interface FaultProxy {
  */
 export async function startProxy(port: number, rules: DropRule[] = [], options: { tls?: { key: string; cert: string } } = {}): Promise<FaultProxy> {
   const sockets = new Set<Socket>();
-  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, rewrites: [], rewritten: 0, bytes: { up: 0, down: 0 }, close: async () => undefined };
+  const state: FaultProxy = { port: 0, drops: 0, connections: 0, rules, rewrites: [], rewritten: 0, bytes: { up: 0, down: 0 }, fetches: [], cutConnections: [], close: async () => undefined };
   const accept = (client: Socket): void => {
-    state.connections++;
+    const id = ++state.connections;
     const upstream = connect(port, '127.0.0.1');
     for (const s of [client, upstream]) {
       sockets.add(s);
@@ -53,6 +57,7 @@ export async function startProxy(port: number, rules: DropRule[] = [], options: 
     }
     const cut = (): void => {
       state.drops++;
+      state.cutConnections.push(id);
       client.destroy();
       upstream.destroy();
     };
@@ -61,6 +66,8 @@ export async function startProxy(port: number, rules: DropRule[] = [], options: 
       let armed: { rule: DropRule; left: number } | undefined;
       from.on('data', (data: Buffer) => {
         state.bytes[direction] += data.length;
+        // imapflow writes each command line in one write, so a line is not split across chunks.
+        if (direction === 'up') for (const line of data.toString('latin1').split('\r\n')) if (/^\S+ UID FETCH /i.test(line)) state.fetches.push({ connection: id, line });
         let chunk = data;
         for (const rw of state.rewrites) {
           if (rw.direction !== direction || rw.times <= 0) continue;
@@ -75,17 +82,19 @@ export async function startProxy(port: number, rules: DropRule[] = [], options: 
           if (replaced !== text) chunk = Buffer.from(replaced, 'latin1');
         }
         if (!armed) {
-          window = (window + chunk.toString('latin1')).slice(-4096);
+          // The whole chunk is searched (a batch FETCH answer brings many messages in one chunk), plus the end of the
+          // previous ones for a trigger split across chunks.
+          const text = window + chunk.toString('latin1');
           for (const rule of state.rules) {
             if (rule.direction !== direction || rule.times <= 0) continue;
-            const m = rule.trigger.exec(window);
+            const m = rule.trigger.exec(text);
             if (!m) continue;
             // Count from the end of the match within this chunk.
-            const tail = window.length - (m.index + m[0].length);
+            const tail = text.length - (m.index + m[0].length);
             armed = { rule, left: rule.afterBytes - tail };
-            window = '';
             break;
           }
+          window = armed ? '' : text.slice(-4096);
         } else {
           armed.left -= chunk.length;
         }
