@@ -1,5 +1,4 @@
-// The imap importer: every mailbox as a directory, every message as `<UID>[,<flags>][-<subject>].eml` streamed with BODY.PEEK[].
-import { Readable } from 'node:stream';
+// The imap importer: every mailbox as a directory, every message as `<UID>[,<flags>][-<subject>].eml` read with BODY.PEEK[] (bodies.ts).
 import type { FetchMessageObject, ListResponse } from 'imapflow';
 import {
   AuthError,
@@ -13,6 +12,7 @@ import {
   type ImportItem,
   type XattrItem,
 } from '../../shared/index.ts';
+import { BodyReader, type MailboxListing } from './bodies.ts';
 import { connectForInit, imapPacer, Pool, resolveSettings } from './client.ts';
 import {
   canonicalSpecialUse,
@@ -30,9 +30,6 @@ import { importerOptions, LOCATION_HELP } from './options.ts';
 /** UIDs per metadata FETCH: memory stays flat however large the mailbox. */
 const METADATA_BATCH = 500;
 
-/** Bytes per partial `BODY.PEEK[]<offset.length>` FETCH: a body is streamed in pieces this size, never held whole. */
-const BODY_CHUNK = 1024 * 1024;
-
 /** One mailbox to back up. */
 export interface MailboxPlan {
   /** Native name (server delimiter). */
@@ -43,12 +40,6 @@ export interface MailboxPlan {
   path: string;
   selectable: boolean;
   specialUse: string | undefined;
-}
-
-/** What a message's lazy opener keeps: the mailbox (shared by all its messages) and the UID. */
-interface MailboxRef {
-  name: string;
-  uidValidity: bigint;
 }
 
 /** The imap importer. */
@@ -76,28 +67,7 @@ export const importer = defineImporter({
     }
     if (gmail) ctx.log.info(`Gmail detected: gmail=${ctx.options.gmail}`, { account: settings.account });
 
-    /** Streams one message by partial FETCHes; a dropped connection resumes at the last byte received. */
-    const openBody = (mailbox: MailboxRef, uid: number, path: string): Readable => {
-      async function* chunks(): AsyncGenerator<Buffer> {
-        let offset = 0;
-        for (;;) {
-          const start = offset;
-          const chunk = await pool.run(`FETCH ${path}`, mailbox.name, async (s) => {
-            const opened = await s.select(mailbox.name, true);
-            if (opened.uidValidity !== mailbox.uidValidity) {
-              throw new ServiceError('UIDVALIDITY', `${mailbox.name}: UIDVALIDITY changed during the backup; message UID ${uid} can no longer be identified`);
-            }
-            const msg = await s.client.fetchOne(String(uid), { source: { start, maxLength: BODY_CHUNK } }, { uid: true });
-            if (!msg) throw new NotFoundError(`message UID ${uid} was deleted from ${mailbox.name} during the backup`);
-            return msg.source ?? Buffer.alloc(0);
-          });
-          offset += chunk.length;
-          if (chunk.length > 0) yield chunk;
-          if (chunk.length < BODY_CHUNK) return;
-        }
-      }
-      return Readable.from(chunks(), { objectMode: false });
-    };
+    const bodies = new BodyReader(pool, ctx.log, ctx.options.prefetchSize, ctx.host?.maxConcurrency ?? 1);
 
     return {
       origin: settings.account,
@@ -136,6 +106,7 @@ export const importer = defineImporter({
         await pool.run('NOOP', undefined, (s) => s.client.noop());
       },
       async close() {
+        bodies.clear();
         await pool.close();
       },
     };
@@ -147,14 +118,14 @@ export const importer = defineImporter({
         const uids = mailbox.exists === 0 ? [] : ((await s.client.search({ all: true }, { uid: true })) || []);
         return { uidValidity: mailbox.uidValidity, uids: Uint32Array.from(uids).sort() };
       });
-      const ref: MailboxRef = { name: plan.name, uidValidity: found.uidValidity };
+      const listing = bodies.listing(plan.name, found.uidValidity, found.uids);
       yield { type: 'dir', path: plan.path, mtime: new Date(0), perm: 0o700, xattrs: mailboxXattrs(plan, found.uidValidity) };
       for (let i = 0; i < found.uids.length; i += METADATA_BATCH) {
         if (signal.aborted) return;
         const batch = Array.from(found.uids.subarray(i, i + METADATA_BATCH));
         const messages = await pool.run(`FETCH ${plan.name} metadata`, plan.name, async (s) => {
           const mailbox = await s.select(plan.name, true);
-          if (mailbox.uidValidity !== ref.uidValidity) {
+          if (mailbox.uidValidity !== listing.uidValidity) {
             throw new ServiceError('UIDVALIDITY', `UIDVALIDITY changed during the backup (the server renumbered the mailbox); back it up again`);
           }
           const list = await s.client.fetchAll(
@@ -165,17 +136,26 @@ export const importer = defineImporter({
           return list.map(metadataOf);
         });
         messages.sort((a, b) => a.uid - b.uid);
-        for (const m of messages) {
+        // The body reader looks ahead in the listing: it needs each message's place and size before its record goes out.
+        const indexes = messages.map((m) => indexOf(listing.uids, m.uid, i));
+        messages.forEach((m, k) => {
+          const index = indexes[k] as number;
+          if (index >= 0) listing.sizes[index] = m.size;
+        });
+        listing.known = Math.min(found.uids.length, i + METADATA_BATCH);
+        for (const [k, m] of messages.entries()) {
           const name = messageFileName(m.uid, m.flags, m.subject);
           const path = joinPath(plan.path, name);
-          const uid = m.uid;
+          const index = indexes[k] as number;
+          // A row for a UID the SEARCH did not return (the server's answer to a set it widened) has no place to read ahead from.
+          if (index < 0) continue;
           yield {
             type: 'file',
             path,
             size: m.size,
             mtime: m.internalDate,
             perm: 0o600,
-            open: async () => openBody(ref, uid, path),
+            open: async () => bodies.open(listing, index, path),
             xattrs: m.labels.length > 0 ? labelXattrs(m.labels) : undefined,
           };
         }
@@ -183,6 +163,20 @@ export const importer = defineImporter({
     }
   },
 });
+
+/** The index of `uid` in the ascending `uids`, searching from `from`; -1 when absent. */
+function indexOf(uids: Uint32Array, uid: number, from: number): number {
+  let lo = from;
+  let hi = uids.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >>> 1;
+    const v = uids[mid] as number;
+    if (v === uid) return mid;
+    if (v < uid) lo = mid + 1;
+    else hi = mid - 1;
+  }
+  return -1;
+}
 
 /** The few fields kept per message while its batch is turned into records. */
 interface MessageMeta {

@@ -61,6 +61,13 @@ export const importerOptions = [
     help: 'What to do when the server is Gmail (it advertises X-GM-EXT-1).\n`labels` backs up each message once, from All Mail (plus Spam and Trash), with its Gmail labels kept as metadata; `folders` backs up every label folder as a mailbox, so a message with N labels is stored N times.',
     default: 'labels',
   }),
+  opt.size('prefetch_size', {
+    help: 'Memory for message bodies fetched ahead of Plakar\'s reads.\nMessages up to 256 KiB are fetched many at a time, one UID FETCH for the next ones in the order Plakar reads them, instead of one round trip each; larger messages are always streamed in 1 MiB pieces. `0` fetches every message on its own.',
+    default: 8 * 1024 * 1024,
+    min: 0,
+    max: 256 * 1024 * 1024,
+    advanced: true,
+  }),
 ] as const;
 
 /** Exporter options. */

@@ -30,9 +30,10 @@ export function runImapConformance(transport: Transport): void {
   beforeAll(async () => {
     // Accounts are made up front: Dovecot misses a passwd-file line appended within a second of the previous change.
     d = await startDovecot({ users: Array.from({ length: ACCOUNTS }, (_, i) => ({ user: `user${i + 1}`, password: SECRET })) });
-    // Every body FETCH of UID 3 through this proxy is cut: the "broken item" of the importer suite. For implicit TLS
-    // the proxy terminates TLS with Dovecot's certificate so that it can see the commands.
-    const rules = [{ direction: 'up' as const, trigger: /UID FETCH 3 \(/, afterBytes: 0, times: Infinity }];
+    // Every connection through this proxy is cut where the server starts sending the body of UID 3 (alone or in a
+    // batch): the "broken item" of the importer suite. For implicit TLS the proxy terminates TLS with Dovecot's
+    // certificate so that it can see the replies.
+    const rules = [{ direction: 'down' as const, trigger: /FETCH \(UID 3 (?:MODSEQ \(\d+\) )?BODY\[\]<\d+> /, afterBytes: 0, times: Infinity }];
     if (transport === 'plain') proxy = await startProxy(d.port, rules);
     if (transport === 'tls') proxy = await startProxy(d.port, rules, { tls: { key: readFileSync(join(d.dir, 'key.pem'), 'utf8'), cert: d.caCertPem } });
   });
@@ -116,7 +117,7 @@ export function runImapConformance(transport: Transport): void {
         const config = freshAccount();
         return { config, expected: await seedAccount(config) };
       },
-      // Through STARTTLS the proxy would have to take part in the upgrade to see the commands: the per-item error path
+      // Through STARTTLS the proxy would have to take part in the upgrade to see the replies: the per-item error path
       // does not depend on the transport, and runs over plain IMAP and implicit TLS.
       seedBroken: transport === 'starttls' ? undefined : async () => {
         const port = (proxy as FaultProxy).port;

@@ -63,8 +63,9 @@ describe('imap importer: dropped connections', () => {
   });
 
   it('turns a message that keeps failing into one per-item error and backs up the rest', async () => {
-    // Every body FETCH of UID 7 is cut, whatever the mailbox.
-    proxy.rules.splice(0, proxy.rules.length, { direction: 'up', trigger: /UID FETCH 7 \(/, afterBytes: 0, times: Infinity });
+    // Every connection is cut where the server starts sending the body of UID 7, whatever the mailbox, alone or in a
+    // batch: the batch resumes, gives up, and its other messages are fetched on their own.
+    proxy.rules.splice(0, proxy.rules.length, { direction: 'down', trigger: /FETCH \(UID 7 (?:MODSEQ \(\d+\) )?BODY\[\]<\d+> /, afterBytes: 0, times: Infinity });
     const c = await connector('importer', viaProxy('alice', { max_retries: '2' }));
     try {
       const out = await c.host.importAll({ maxConcurrency: 2 });
