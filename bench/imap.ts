@@ -1,12 +1,14 @@
 // imap benchmark on a real Dovecot, the connectors spawned over two pipes like Plakar does: backup and restore of a
-// 5,000-message account (messages/s, connector peak RSS and CPU per message), an idempotent second restore, and a
-// 50,000-message mailbox backed up whole under the 200 MB target. Prints a table.
+// 5,000-message account (messages/s, connector peak RSS and CPU per message), the same backup with prefetch_size=0 (one
+// FETCH per message, as before batches), an idempotent second restore, and a 50,000-message mailbox backed up whole
+// under the 200 MB target. Prints a table.
 // Run: npx tsx bench/imap.ts
 //   IMAP_BENCH_MESSAGES (default 5000), IMAP_BENCH_BIG (default 50000; 0 skips it), IMAP_BENCH_CONCURRENCY (default 4)
 //   change the sizes; IMAP_BENCH_EXE=dist/imap/imap uses the built executable instead of the TypeScript sources.
 //   --smoke (or KLOSET_TS_BENCH_SMOKE=1) checks that everything runs with small sizes (200 messages, 1,000 in the big
 //   mailbox). Every figure is also printed as a `BENCH` line (bench/report.ts); the raw client's limits are imapflow
 //   alone against the same Dovecot: APPEND on 4 connections (the seeding) for restores, FETCH BODY[] for backups.
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
@@ -132,6 +134,16 @@ async function main(): Promise<void> {
     });
     const out = snap as NonNullable<typeof snap>;
 
+    // The same backup without batches: every Open is one partial FETCH of its own; the bodies must be the same bytes.
+    await measured('backup, prefetch_size=0 (one FETCH per message)', 'importer', cfg('alice', { prefetch_size: '0' }), async (p) => {
+      const res = await p.host.importAll({ maxConcurrency: 2, content: 'sha256' });
+      if (res.status.code !== 0 || res.itemErrors.length > 0) throw new Error(`backup failed: ${res.status.details} ${JSON.stringify(res.itemErrors.slice(0, 3))}`);
+      for (const [key, bytes] of out.contents) {
+        if (res.contents.get(key) !== createHash('sha256').update(bytes).digest('hex')) throw new Error(`${key}: the two backups differ`);
+      }
+      return { messages: MESSAGES, bytes: seededBytes };
+    });
+
     // Restore into an empty account, then again (idempotent: everything skipped).
     const entries: ExportEntry[] = [
       { path: '/', info: { name: '/', mode: 0x800001c0 } },
@@ -160,6 +172,7 @@ async function main(): Promise<void> {
     const rssOf = (step: string): number => ((rows.find((x) => x.step === step) as Row).rss ?? NaN) / 1024 / 1024;
     const n = MESSAGES.toLocaleString('en-US');
     printFigure({ integration: 'imap', measure: `backup of a ${n}-message account`, value: rate('backup (every message read)'), unit: 'messages/s', limit: MESSAGES / rawFetchSeconds });
+    printFigure({ integration: 'imap', measure: `backup of a ${n}-message account, prefetch_size=0`, value: rate('backup, prefetch_size=0 (one FETCH per message)'), unit: 'messages/s', limit: MESSAGES / rawFetchSeconds });
     printFigure({ integration: 'imap', measure: `restore of a ${n}-message account`, value: rate('restore into an empty account'), unit: 'messages/s', limit: MESSAGES / seedSeconds });
     printFigure({ integration: 'imap', measure: `restore again (skip_existing), ${n} messages`, value: rate('restore again (skip_existing: nothing appended)'), unit: 'messages/s' });
     printFigure({ integration: 'imap', measure: `importer peak RSS, ${n}-message backup`, value: Math.round(rssOf('backup (every message read)')), unit: 'MB' });
