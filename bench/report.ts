@@ -2,7 +2,7 @@
 // A bench script prints `figureLine({...})` next to its own table; run.ts gathers them into the summary of
 // docs/BENCHMARKS.md, with the connector's figure, the raw client's (the practical limit) and their ratio.
 // Also the one sampling of a spawned connector's CPU and peak RSS that the bench scripts share.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 
 /** One measured figure. `limit` is the same transfer done by the raw client library against the same server. */
 export interface BenchFigure {
@@ -81,6 +81,13 @@ export interface ProcessUsage {
   cpu: number;
   /** Peak resident set size (VmHWM) in bytes. */
   rss: number;
+  /**
+   * File-backed resident bytes now (RssFile, plus RssShmem for an executable on tmpfs): pages of the executable, which
+   * only grow over a process's life. How many depends on how the kernel holds the file in its page cache (large folios
+   * map more pages per fault), not on the code: one executable measured 47 to 69 MiB of them (docs/BENCHMARKS.md, S3
+   * section), so `rss − rssFile` (a lower bound of the anonymous memory at the peak) is what to compare between builds.
+   */
+  rssFile: number;
 }
 
 /** Clock ticks per second of /proc/<pid>/stat times (USER_HZ, 100 on every Linux Node runs on). */
@@ -91,10 +98,30 @@ const USER_HZ = 100;
  * Sample it after Init and again at the end to leave out start-up: CPU is cumulative, the peak RSS is the whole life's.
  */
 export function processUsage(pid: number | undefined): ProcessUsage {
-  if (pid === undefined) return { cpu: NaN, rss: NaN };
+  if (pid === undefined) return { cpu: NaN, rss: NaN, rssFile: NaN };
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
   // Fields after the command name, which may itself hold spaces and parentheses: utime and stime are the 12th and 13th.
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return { cpu: (Number(fields[11]) + Number(fields[12])) / USER_HZ, rss: hwm ? Number(hwm[1]) * 1024 : NaN };
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kib = (key: string): number => {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status);
+    return m ? Number(m[1]) * 1024 : NaN;
+  };
+  // An executable on tmpfs counts as shared memory (RssShmem) rather than RssFile.
+  return { cpu: (Number(fields[11]) + Number(fields[12])) / USER_HZ, rss: kib('VmHWM'), rssFile: kib('RssFile') + kib('RssShmem') };
+}
+
+/**
+ * Resets the peak RSS of process `pid` to its current RSS (`5` into /proc/<pid>/clear_refs, Linux ≥ 4.0), so that the
+ * next {@link processUsage} gives the peak of what ran since: one process can then report one peak per phase. False when
+ * the kernel refused (then the peak stays the whole life's).
+ */
+export function resetPeakRss(pid: number | undefined): boolean {
+  if (pid === undefined) return false;
+  try {
+    writeFileSync(`/proc/${pid}/clear_refs`, '5');
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, RESOURCE, type LaunchedPlugin } from '../test/harness/index.ts';
 import { decodeMessage, encodeMessage } from '../test/harness/messages.ts';
-import { printFigure, processUsage, smokeMode } from './report.ts';
+import { printFigure, processUsage, resetPeakRss, smokeMode } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MANIFEST = join(ROOT, 'dist', 'fixture', 'manifest.yaml');
@@ -83,6 +83,12 @@ export async function benchSdk(options: { bytes?: number; smallGets?: number } =
     if (got !== bytes) throw new Error(`Get returned ${got} bytes, expected ${bytes}`);
     const getMBs = bytes / 1e6 / ((performance.now() - t0) / 1000);
     figures.push({ name: `Get throughput (${bytes / MiB} MiB, one stream)`, value: getMBs, unit: 'MB/s', target: '≥ 150 MB/s', ok: getMBs >= 150 });
+    // The streaming peak (issue 2: RSS ≤ 120 MB while streaming 1 GiB) is read before the small Gets below: their own
+    // peak (the JavaScript heap growing towards the old-generation floor, docs/BENCHMARKS.md) is a figure of its own.
+    const streamed = processUsage(s.process.pid);
+    figures.push({ name: `storage peak RSS (${bytes / MiB} MiB Put + Get)`, value: streamed.rss / MiB, unit: 'MB', target: '≤ 120 MB', ok: streamed.rss <= 120 * MiB });
+    figures.push({ name: 'storage file-backed RSS after the Put + Get (pages of the executable)', value: streamed.rssFile / MiB, unit: 'MB' });
+    const phased = resetPeakRss(s.process.pid);
 
     // The host's restore pattern: many tiny sequential ranged Gets of one packfile (read-ahead cache on).
     const pack = randomBytes(32);
@@ -100,8 +106,8 @@ export async function benchSdk(options: { bytes?: number; smallGets?: number } =
     const cpu = ((used.cpu - cpu0) * 1000) / smallGets;
     figures.push({ name: `small ranged Get round trip (720 B, ${smallGets} sequential)`, value: wall, unit: 'ms', target: '—' });
     figures.push({ name: 'plugin CPU per small ranged Get', value: cpu, unit: 'ms', target: '< 0.4 ms', ok: cpu < 0.4 });
-    const storageRss = used.rss;
-    figures.push({ name: `storage peak RSS (${bytes / MiB} MiB Put + Get)`, value: storageRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: storageRss <= 120 * MiB });
+    const smallName = phased ? `64 MiB Put, then ${smallGets} small Gets` : `whole life, ${bytes / MiB} MiB Put + Get then ${smallGets} small Gets`;
+    figures.push({ name: `storage peak RSS (${smallName})`, value: used.rss / MiB, unit: 'MB' });
     await s.dispose();
 
     // Importer Open of one large file.
@@ -118,8 +124,9 @@ export async function benchSdk(options: { bytes?: number; smallGets?: number } =
     await imp.host.importAll({ content: () => new Writable({ write: (_c, _e, cb) => cb() }) });
     const openMBs = bytes / 1e6 / ((performance.now() - t0) / 1000);
     figures.push({ name: `Open throughput (${bytes / MiB} MiB file)`, value: openMBs, unit: 'MB/s', target: '≥ 150 MB/s', ok: openMBs >= 150 });
-    const importerRss = processUsage(imp.process.pid).rss;
-    figures.push({ name: `importer peak RSS (${bytes / MiB} MiB Open)`, value: importerRss / MiB, unit: 'MB', target: '≤ 120 MB', ok: importerRss <= 120 * MiB });
+    const imported = processUsage(imp.process.pid);
+    figures.push({ name: `importer peak RSS (${bytes / MiB} MiB Open)`, value: imported.rss / MiB, unit: 'MB', target: '≤ 120 MB', ok: imported.rss <= 120 * MiB });
+    figures.push({ name: 'importer file-backed RSS after the Open (pages of the executable)', value: imported.rssFile / MiB, unit: 'MB' });
     await imp.dispose();
   } finally {
     await rm(dir, { recursive: true, force: true });
