@@ -274,10 +274,8 @@ export class BodyReader {
     const waiting = new Map(picked.map((e) => [e.uid, e]));
     const fetchRest = this.pool.run(`FETCH ${listing.name} (${picked.length} bodies)`, listing.name, async (s) => {
       const opened = await s.select(listing.name, true);
-      if (opened.uidValidity !== listing.uidValidity) {
-        throw new ServiceError('UIDVALIDITY', `${listing.name}: UIDVALIDITY changed during the backup`);
-      }
-      if (waiting.size === 0) return;
+      // A renumbered mailbox: every body is left to a FETCH of its own, which reports the change for its message.
+      if (opened.uidValidity !== listing.uidValidity || waiting.size === 0) return;
       const set = uidSet([...waiting.keys()]);
       for await (const msg of s.client.fetch(set, { uid: true, source: { start: 0, maxLength: BATCH_MESSAGE_MAX } }, { uid: true })) {
         // Unsolicited rows (a flag change of another message) carry no body.

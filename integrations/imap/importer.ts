@@ -147,7 +147,8 @@ export const importer = defineImporter({
           const name = messageFileName(m.uid, m.flags, m.subject);
           const path = joinPath(plan.path, name);
           const index = indexes[k] as number;
-          // A row for a UID the SEARCH did not return (the server's answer to a set it widened) has no place to read ahead from.
+          // Only UIDs of the listing: a row for another UID is an unsolicited FETCH (a flag change seen meanwhile, a
+          // message that arrived after the SEARCH), not a message of this backup, and it has no place to read ahead from.
           if (index < 0) continue;
           yield {
             type: 'file',

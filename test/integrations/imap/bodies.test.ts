@@ -21,6 +21,8 @@ interface Script {
   flagRows?: Set<number>;
   /** UIDs whose lone FETCH always fails with a dropped connection. */
   poisoned?: Set<number>;
+  /** UIDVALIDITY the server reports on SELECT (the listing was made with 7). */
+  uidValidity?: bigint;
 }
 
 /** What the scripted server saw. */
@@ -46,7 +48,7 @@ function expandSet(set: string): number[] {
 function scriptedPool(script: Script, seen: Seen, outstanding: { bytes: number }): Pick<Pool, 'run'> {
   let attempt = 0;
   const session = {
-    select: async () => ({ uidValidity: 7n }),
+    select: async () => ({ uidValidity: script.uidValidity ?? 7n }),
     client: {
       fetch: async function* (set: string, query: { source: { start: number; maxLength: number } }) {
         const uids = expandSet(set);
@@ -282,6 +284,18 @@ describe('imap importer: body batches (scripted server)', () => {
     // Bodies fetched and never read: the first batch and a few probes, not the whole mailbox.
     const fetched = run.seen.batches.flat().length;
     expect(fetched).toBeLessThan(opened.length * 4 + 64);
+  });
+
+  it('a mailbox renumbered since the listing (new UIDVALIDITY) fails each message with its own error, and fetches nothing', async () => {
+    const bodies = mailbox(40, 11);
+    const run = setup({ bodies, uidValidity: 8n });
+    const got = await host(run, all(40));
+    for (const [i, body] of got) {
+      expect(body).toBeInstanceOf(Error);
+      expect((body as Error).message).toBe(`INBOX: UIDVALIDITY changed during the backup; message UID ${run.listing.uids[i]} can no longer be identified`);
+    }
+    expect(run.seen.singles).toEqual([]);
+    expect(run.seen.batches).toEqual([]);
   });
 
   it('with prefetch_size=0 every message is fetched on its own', async () => {
