@@ -151,10 +151,23 @@ function waitForDrain(call: WritableCall): Promise<void> {
   });
 }
 
-/** Writes `message`; when the stream's buffer is full, waits for 'drain' (or the call's end) before resolving. */
+/** The drain wait in progress on a call, shared by every writer that finds its buffer full meanwhile. */
+const drains = new WeakMap<WritableCall, Promise<void>>();
+
+/**
+ * Writes `message`; when the stream's buffer is full, waits for 'drain' (or the call's end) before resolving. Writers
+ * that run concurrently on one call (an exporter's results, one per item restored in parallel) share one wait, so the
+ * call gets one set of listeners however many items finish while it is full (one set each would pass Node's limit of
+ * ten and print a MaxListenersExceededWarning on stderr).
+ */
 export function writeMessage(call: WritableCall, message: unknown): Promise<void> | undefined {
   if (call.write(message)) return undefined;
-  return waitForDrain(call);
+  let wait = drains.get(call);
+  if (!wait) {
+    wait = waitForDrain(call).finally(() => drains.delete(call));
+    drains.set(call, wait);
+  }
+  return wait;
 }
 
 /** An AbortSignal that fires when the host cancels the call. */

@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { encodeChunkMessage } from '../../shared/protocol/codec.ts';
-import { MESSAGE_BYTES, writeChunks } from '../../shared/protocol/streams.ts';
+import { MESSAGE_BYTES, writeChunks, writeMessage } from '../../shared/protocol/streams.ts';
 import { decodeMessage } from '../harness/messages.ts';
 
 const MiB = 1024 * 1024;
@@ -192,5 +192,38 @@ describe('writeChunks', () => {
     await done;
     expect(call.written).toBe(16);
     expect(call.maxWaiting).toBe(4);
+  });
+});
+
+describe('writeMessage', () => {
+  it('lets concurrent writers on a full call share one drain wait (no listener pile-up, every writer resumes)', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => {
+      warnings.push(w);
+    };
+    process.on('warning', onWarning);
+    try {
+      const call = new FakeCall(1);
+      // Thirty exporter results finishing while the stream is full.
+      const waits = Array.from({ length: 30 }, (_, i) => writeMessage(call, { chunk: Buffer.from([i]) }));
+      expect(waits.every((w) => w !== undefined)).toBe(true);
+      expect(call.listenerCount('drain')).toBe(1);
+      expect(call.listenerCount('error')).toBe(1);
+      expect(call.listenerCount('close')).toBe(1);
+      await Promise.all(waits.map((w) => w ?? Promise.resolve()));
+      expect(call.listenerCount('drain')).toBe(0);
+      expect(call.listenerCount('error')).toBe(0);
+      expect(call.sent.length).toBe(30);
+      // After the drain, a full buffer starts a new wait rather than reusing the settled one.
+      const again = writeMessage(call, { chunk: Buffer.from([99]) });
+      expect(again).toBeDefined();
+      expect(call.listenerCount('drain')).toBe(1);
+      await again;
+      expect(call.sent.length).toBe(31);
+      await new Promise((r) => setImmediate(r));
+      expect(warnings.filter((w) => w.name === 'MaxListenersExceededWarning')).toEqual([]);
+    } finally {
+      process.off('warning', onWarning);
+    }
   });
 });
