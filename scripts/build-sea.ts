@@ -184,6 +184,9 @@ export async function bundleIntegration(opts: {
  *   32 MiB:   ~90–120 full GCs, Get CPU barely better; 2 GiB exporter 157–165 MB;
  *   48 MiB:   ~40 full GCs, Put 2.7–3.0 s, Get 3.3–3.5 s; 2 GiB exporter 173–196 MB, importer 154–167 MB;
  *   64 MiB:   3–4 full GCs, Put 3.1 s, Get 2.0 s; 2 GiB exporter 186–195 MB — too close to the 200 MB promise.
+ * Those RSS figures include 47–69 MiB of the executable's own pages, which vary with the kernel's page cache and not
+ * with the flags; holding that still (executables on tmpfs, 2 GiB export only, three runs each), 48 MiB gave an
+ * anonymous peak of 103–118 MiB with 14 full GCs and 32 MiB 93–99 MiB with 64–71 (docs/BENCHMARKS.md, S3 section).
  */
 export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=48'];
 
