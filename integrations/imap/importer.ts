@@ -133,7 +133,7 @@ export const importer = defineImporter({
             { uid: true, flags: true, internalDate: true, size: true, envelope: true, labels: gmail },
             { uid: true },
           );
-          return list.map(metadataOf);
+          return mergeRows(list).map(metadataOf);
         });
         messages.sort((a, b) => a.uid - b.uid);
         // The body reader looks ahead in the listing: it needs each message's place and size before its record goes out.
@@ -187,6 +187,26 @@ interface MessageMeta {
   size: number;
   subject: string | undefined;
   labels: string[];
+}
+
+/**
+ * One row per UID. A flag change made by another session while the FETCH runs comes back as a row of its own (UID and
+ * FLAGS only) beside the message's full row, before or after it; taken alone it would be a second record of the same
+ * message without its date, size or subject. Fields a later row carries win (its FLAGS are the newer ones).
+ */
+export function mergeRows(rows: readonly FetchMessageObject[]): FetchMessageObject[] {
+  const byUid = new Map<number, FetchMessageObject>();
+  for (const row of rows) {
+    const seen = byUid.get(row.uid);
+    if (!seen) {
+      byUid.set(row.uid, row);
+      continue;
+    }
+    const merged: FetchMessageObject = { ...seen };
+    for (const [key, value] of Object.entries(row)) if (value !== undefined) (merged as unknown as Record<string, unknown>)[key] = value;
+    byUid.set(row.uid, merged);
+  }
+  return [...byUid.values()];
 }
 
 function metadataOf(m: FetchMessageObject): MessageMeta {

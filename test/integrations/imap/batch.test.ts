@@ -147,6 +147,28 @@ describe('imap importer: body batches against Dovecot', () => {
     }
   });
 
+  it('makes one record per message when a flag change arrives as its own row inside the metadata FETCH', async () => {
+    // Another session flags messages while the listing runs: the server sends `* n FETCH (UID u FLAGS (…))` beside
+    // (here: just before) the message's full row.
+    proxy.rewrites.splice(0, proxy.rewrites.length, {
+      direction: 'down',
+      pattern: /\* (\d+) FETCH \(UID (\d+) (?:MODSEQ \(\d+\) )?FLAGS \([^)]*\) INTERNALDATE /,
+      replacement: '* $1 FETCH (UID $2 FLAGS (\\Flagged \\Deleted))\r\n$&',
+      times: 40,
+    });
+    const before = proxy.rewritten;
+    try {
+      const out = await importVia(viaProxy('alice'), 2);
+      expect(proxy.rewritten - before).toBe(40);
+      expect(out.itemErrors).toEqual([]);
+      expectOwnBodies(out, server);
+      const uids = messageRecords(out).map(keyOf);
+      expect(new Set(uids).size).toBe(uids.length);
+    } finally {
+      proxy.rewrites.splice(0, proxy.rewrites.length);
+    }
+  });
+
   it('reads whole bodies when the server under-reports RFC822.SIZE (a big message enters a batch)', async () => {
     proxy.rewrites.splice(0, proxy.rewrites.length, { direction: 'down', pattern: /RFC822\.SIZE \d+/, replacement: 'RFC822.SIZE 1000', times: Infinity });
     try {
