@@ -129,56 +129,47 @@ describe('imap importer: body batches against Dovecot', () => {
     expect(retry?.uids).toEqual(uids.slice(uids.indexOf(10)));
   });
 
+  /** A backup through the proxy while `rule` rewrites the server's answers; checks every body, returns the outcome. */
+  async function importRewritten(rule: FaultProxy['rewrites'][number]): Promise<{ out: ImportOutcome; rewritten: number }> {
+    proxy.rewrites.splice(0, proxy.rewrites.length, rule);
+    const before = proxy.rewritten;
+    try {
+      const out = await importVia(viaProxy('alice'), 2);
+      expect(out.itemErrors).toEqual([]);
+      expectOwnBodies(out, server);
+      return { out, rewritten: proxy.rewritten - before };
+    } finally {
+      proxy.rewrites.splice(0, proxy.rewrites.length);
+    }
+  }
+
   it('takes no FLAGS-only row for a body (unsolicited updates inside a batch)', async () => {
-    proxy.rewrites.splice(0, proxy.rewrites.length, {
+    const { rewritten } = await importRewritten({
       direction: 'down',
       pattern: /\* (\d+) FETCH \(UID (\d+) (?:MODSEQ \(\d+\) )?BODY\[\]<0> /,
       replacement: '* $1 FETCH (UID $2 FLAGS (\\Seen))\r\n$&',
       times: 40,
     });
-    const before = proxy.rewritten;
-    try {
-      const out = await importVia(viaProxy('alice'), 2);
-      expect(proxy.rewritten - before).toBe(40);
-      expect(out.itemErrors).toEqual([]);
-      expectOwnBodies(out, server);
-    } finally {
-      proxy.rewrites.splice(0, proxy.rewrites.length);
-    }
+    expect(rewritten).toBe(40);
   });
 
   it('makes one record per message when a flag change arrives as its own row inside the metadata FETCH', async () => {
     // Another session flags messages while the listing runs: the server sends `* n FETCH (UID u FLAGS (…))` beside
     // (here: just before) the message's full row.
-    proxy.rewrites.splice(0, proxy.rewrites.length, {
+    const { out, rewritten } = await importRewritten({
       direction: 'down',
       pattern: /\* (\d+) FETCH \(UID (\d+) (?:MODSEQ \(\d+\) )?FLAGS \([^)]*\) INTERNALDATE /,
       replacement: '* $1 FETCH (UID $2 FLAGS (\\Flagged \\Deleted))\r\n$&',
       times: 40,
     });
-    const before = proxy.rewritten;
-    try {
-      const out = await importVia(viaProxy('alice'), 2);
-      expect(proxy.rewritten - before).toBe(40);
-      expect(out.itemErrors).toEqual([]);
-      expectOwnBodies(out, server);
-      const uids = messageRecords(out).map(keyOf);
-      expect(new Set(uids).size).toBe(uids.length);
-    } finally {
-      proxy.rewrites.splice(0, proxy.rewrites.length);
-    }
+    expect(rewritten).toBe(40);
+    const uids = messageRecords(out).map(keyOf);
+    expect(new Set(uids).size).toBe(uids.length);
   });
 
   it('reads whole bodies when the server under-reports RFC822.SIZE (a big message enters a batch)', async () => {
-    proxy.rewrites.splice(0, proxy.rewrites.length, { direction: 'down', pattern: /RFC822\.SIZE \d+/, replacement: 'RFC822.SIZE 1000', times: Infinity });
-    try {
-      const out = await importVia(viaProxy('alice'), 2);
-      expect(out.itemErrors).toEqual([]);
-      expect(out.records.filter((r) => r.fileInfo?.size === 1000).length).toBeGreaterThan(100);
-      expectOwnBodies(out, server);
-    } finally {
-      proxy.rewrites.splice(0, proxy.rewrites.length);
-    }
+    const { out } = await importRewritten({ direction: 'down', pattern: /RFC822\.SIZE \d+/, replacement: 'RFC822.SIZE 1000', times: Infinity });
+    expect(out.records.filter((r) => r.fileInfo?.size === 1000).length).toBeGreaterThan(100);
   });
 
   it('a message deleted between the listing and its Open is an error naming it; the rest of its batch is backed up', async () => {
