@@ -257,7 +257,7 @@ function table(): string {
   let last = '';
   for (const r of rows) {
     const cpu = r.cpu === undefined ? '—' : `${r.cpu.toFixed(1)} s`;
-    const rss = r.rss === undefined ? '—' : `${(r.rss / 1024 / 1024).toFixed(0)} MB`;
+    const rss = r.rss === undefined ? '—' : `${(r.rss / 1e6).toFixed(0)} MB`;
     lines.push(`| ${r.server === last ? '' : r.server} | ${r.step} | ${r.objects} | ${r.wall.toFixed(1)} s | ${(r.objects / r.wall).toFixed(0)} | ${cpu} | ${rss} |`);
     last = r.server;
   }

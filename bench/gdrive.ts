@@ -18,7 +18,8 @@ import { mbps, printFigure, processUsage, sizeArg } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
-const MEMORY_TARGET = 200 * MiB;
+/** 200 MB as the issues state it (10^6-byte megabytes). */
+const MEMORY_TARGET = 200 * 1000 * 1000;
 const CLIENT_ID = 'bench.apps.googleusercontent.com';
 const CLIENT_SECRET = 'GOCSPX-bench';
 

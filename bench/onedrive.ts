@@ -189,7 +189,7 @@ async function main(): Promise<void> {
   note(`onedrive bench: Graph emulator at ${emu.url}`);
   try {
     if (bigMib > 0) await bigFile(emu, bigMib);
-    if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * MiB);
+    if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * 1000 * 1000);
     if (objects > 0) await repository(emu, objects);
   } finally {
     await emu.close();

@@ -17,7 +17,8 @@ const MANIFEST = join(ROOT, 'dist', 'caldav', 'manifest.yaml');
 const BUILT = process.env.KLOSET_TS_SPAWN === '1' && existsSync(MANIFEST);
 const MiB = 1024 * 1024;
 /** "200 MB" as the other memory checks of this repository read it. */
-const LIMIT = 200 * MiB;
+/** 200 MB as the issues state it: 10^6-byte megabytes (200 MiB would allow 4.9% more). */
+const LIMIT = 200 * 1000 * 1000;
 /** 160 events of ~148 KB each (108 KB attached, base64 and folded): ~22.6 MiB, under the importer's one-query limit of 24 MiB. */
 const EVENTS = Number(process.env.CALDAV_MEMORY_EVENTS ?? 160);
 const ATTACH = Number(process.env.CALDAV_MEMORY_ATTACH ?? 108_000);
@@ -74,7 +75,7 @@ describe(`caldav importer: memory (${BUILT ? 'built executable' : 'sources'})`, 
       });
       const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.process.pid}/status`, 'utf8'));
       const rss = Number(m?.[1]) * 1024;
-      process.stdout.write(`caldav importer peak RSS: ${(rss / MiB).toFixed(1)} MiB for a ${(total / MiB).toFixed(1)} MiB calendar\n`);
+      process.stdout.write(`caldav importer peak RSS: ${(rss / 1e6).toFixed(1)} MB for a ${(total / MiB).toFixed(1)} MiB calendar\n`);
       expect(out.status.code).toBe(0);
       expect(out.errors).toEqual([]);
       expect(out.itemErrors).toEqual([]);

@@ -13,7 +13,8 @@ import { dateOf, startDrive, type TestDrive } from './helpers.ts';
 
 const MiB = 1024 * 1024;
 const BIG = Math.round(Number(process.env.GDRIVE_TEST_BIG_FILE_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 300)) * MiB) + 12_345;
-const LIMIT = 200 * MiB;
+/** 200 MB as the issues state it: 10^6-byte megabytes (200 MiB would allow 4.9% more). */
+const LIMIT = 200 * 1000 * 1000;
 const ROOT = join(import.meta.dirname, '..', '..', '..');
 
 let drive: TestDrive;
@@ -110,7 +111,7 @@ describe('gdrive: a big file through the spawned connectors', () => {
     expect(dateOf(big?.fileInfo?.modTime).toISOString()).toBe('2022-04-15T05:20:00.123Z');
     expect(records.find((r) => !r.isXattr && r.pathname === '/big-rt/sub/empty')?.fileInfo?.size).toBe(0);
 
-    expect(exporterRss, `exporter peak RSS ${Math.round(exporterRss / MiB)} MiB`).toBeLessThan(LIMIT);
-    expect(importerRss, `importer peak RSS ${Math.round(importerRss / MiB)} MiB`).toBeLessThan(LIMIT);
+    expect(exporterRss, `exporter peak RSS ${Math.round(exporterRss / 1e6)} MB`).toBeLessThan(LIMIT);
+    expect(importerRss, `importer peak RSS ${Math.round(importerRss / 1e6)} MB`).toBeLessThan(LIMIT);
   });
 });

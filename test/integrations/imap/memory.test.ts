@@ -61,7 +61,8 @@ describe('imap importer: memory', () => {
       const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.process.pid}/status`, 'utf8'));
       const rss = Number(m?.[1]) * 1024;
       expect(rss).toBeGreaterThan(0);
-      expect(rss).toBeLessThan(200 * 1024 * 1024);
+      // 200 MB as the issue states it (10^6-byte megabytes).
+      expect(rss).toBeLessThan(200 * 1000 * 1000);
     } finally {
       await p.dispose();
     }

@@ -17,7 +17,8 @@ const BUILT = process.env.KLOSET_TS_SPAWN === '1' && existsSync(MANIFEST);
 const MiB = 1024 * 1024;
 const SIZE = Number(process.env.ONEDRIVE_MEMORY_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 512)) * MiB;
 /** "200 MB" as the other memory checks of this repository read it (test/conformance/storage.ts, imap's memory test). */
-const LIMIT = 200 * MiB;
+/** 200 MB as the issues state it: 10^6-byte megabytes (200 MiB would allow 4.9% more). */
+const LIMIT = 200 * 1000 * 1000;
 
 async function launch(kind: 'importer' | 'exporter'): Promise<LaunchedPlugin> {
   if (BUILT) return launchPlugin({ manifest: MANIFEST, kind });
@@ -109,7 +110,7 @@ describe(`onedrive memory (${BUILT ? 'built executable' : 'sources'})`, () => {
     console.info(`onedrive memory: ${Math.round(SIZE / MiB)} MiB file, exporter peak RSS ${(exporterRss / MiB).toFixed(1)} MiB, importer peak RSS ${(importerRss / MiB).toFixed(1)} MiB`);
     expect(exporterRss).toBeGreaterThan(0);
     expect(importerRss).toBeGreaterThan(0);
-    expect(exporterRss, `exporter peak RSS ${Math.round(exporterRss / MiB)} MiB`).toBeLessThan(LIMIT);
-    expect(importerRss, `importer peak RSS ${Math.round(importerRss / MiB)} MiB`).toBeLessThan(LIMIT);
+    expect(exporterRss, `exporter peak RSS ${Math.round(exporterRss / 1e6)} MB`).toBeLessThan(LIMIT);
+    expect(importerRss, `importer peak RSS ${Math.round(importerRss / 1e6)} MB`).toBeLessThan(LIMIT);
   }, 3_600_000);
 });
