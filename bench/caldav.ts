@@ -14,7 +14,7 @@ import { Account } from '../test/integrations/caldav/dav-util.ts';
 import { benchEvent } from '../test/integrations/caldav/fixtures.ts';
 import { files, snapshot, type Backup } from '../test/integrations/caldav/host.ts';
 import { seedRadicale, seedXandikos, startRadicale, startXandikos } from '../test/integrations/caldav/servers.ts';
-import { printFigure, processUsage, smokeMode } from './report.ts';
+import { MB, printFigure, processUsage, smokeMode } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const SMOKE = smokeMode();
@@ -50,7 +50,7 @@ function printStep(measure: string, step: Row, raw?: Row): void {
   const limit = raw ? { limit: raw.objects / raw.wall } : {};
   printFigure({ integration: 'caldav', measure: `${measure}, ${step.server}`, value: step.objects / step.wall, unit: 'objects/s', ...limit });
   if (measure.startsWith('backup') && step.rss !== undefined) {
-    printFigure({ integration: 'caldav', measure: `importer peak RSS, ${measure}, ${step.server}`, value: step.rss / 1e6, unit: 'MB' });
+    printFigure({ integration: 'caldav', measure: `importer peak RSS, ${measure}, ${step.server}`, value: step.rss / MB, unit: 'MB' });
   }
 }
 
@@ -257,7 +257,7 @@ function table(): string {
   let last = '';
   for (const r of rows) {
     const cpu = r.cpu === undefined ? '—' : `${r.cpu.toFixed(1)} s`;
-    const rss = r.rss === undefined ? '—' : `${(r.rss / 1e6).toFixed(0)} MB`;
+    const rss = r.rss === undefined ? '—' : `${(r.rss / MB).toFixed(0)} MB`;
     lines.push(`| ${r.server === last ? '' : r.server} | ${r.step} | ${r.objects} | ${r.wall.toFixed(1)} s | ${(r.objects / r.wall).toFixed(0)} | ${cpu} | ${rss} |`);
     last = r.server;
   }

@@ -13,7 +13,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, type ExportEntry, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
-import { printFigure, processUsage, smokeMode } from './report.ts';
+import { MB, printFigure, processUsage, smokeMode } from './report.ts';
 import { startDovecot } from '../test/integrations/imap/dovecot.ts';
 import { inspect, makeMessages, seed, seedMaildir } from '../test/integrations/imap/helpers.ts';
 
@@ -22,7 +22,7 @@ const SMOKE = smokeMode();
 const MESSAGES = Number(process.env.IMAP_BENCH_MESSAGES ?? (SMOKE ? 200 : 5000));
 const BIG = Number(process.env.IMAP_BENCH_BIG ?? (SMOKE ? 1000 : 50_000));
 const CONCURRENCY = String(Number(process.env.IMAP_BENCH_CONCURRENCY ?? 4));
-const RSS_TARGET = 200 * 1000 * 1000;
+const RSS_TARGET = 200 * MB;
 
 interface Row {
   step: string;
@@ -68,7 +68,7 @@ async function measured(step: string, kind: 'importer' | 'exporter', config: Rec
   }
 }
 
-const mb = (n: number): string => `${(n / 1e6).toFixed(0)} MB`;
+const mb = (n: number): string => `${(n / MB).toFixed(0)} MB`;
 
 /** A writable that counts bytes and keeps nothing. */
 function counter(total: { bytes: number }): Writable {
@@ -169,7 +169,7 @@ async function main(): Promise<void> {
       const r = rows.find((x) => x.step === step) as Row;
       return r.messages / r.seconds;
     };
-    const rssOf = (step: string): number => ((rows.find((x) => x.step === step) as Row).rss ?? NaN) / 1e6;
+    const rssOf = (step: string): number => ((rows.find((x) => x.step === step) as Row).rss ?? NaN) / MB;
     const n = MESSAGES.toLocaleString('en-US');
     printFigure({ integration: 'imap', measure: `backup of a ${n}-message account`, value: rate('backup (every message read)'), unit: 'messages/s', limit: MESSAGES / rawFetchSeconds });
     printFigure({ integration: 'imap', measure: `backup of a ${n}-message account, prefetch_size=0`, value: rate('backup, prefetch_size=0 (one FETCH per message)'), unit: 'messages/s', limit: MESSAGES / rawFetchSeconds });
@@ -193,7 +193,7 @@ async function main(): Promise<void> {
       big.note = `${big.note}; RSS target 200 MB ${(big.rss ?? Infinity) < RSS_TARGET ? 'met' : 'MISSED'}`;
       const nb = BIG.toLocaleString('en-US');
       printFigure({ integration: 'imap', measure: `backup of a ${nb}-message mailbox`, value: big.messages / big.seconds, unit: 'messages/s' });
-      printFigure({ integration: 'imap', measure: `importer peak RSS, ${nb}-message backup`, value: Math.round((big.rss ?? NaN) / 1e6), unit: 'MB', target: '< 200 MB' });
+      printFigure({ integration: 'imap', measure: `importer peak RSS, ${nb}-message backup`, value: Math.round((big.rss ?? NaN) / MB), unit: 'MB', target: '< 200 MB' });
     }
   } finally {
     await d.stop();

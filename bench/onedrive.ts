@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { launchPlugin, RESOURCE, type LaunchedPlugin, type WireRecord } from '../test/harness/index.ts';
 import { startGraphEmulator, type GraphEmulator } from '../test/servers/graph-emulator.ts';
-import { mbps, printFigure, processUsage, sizeArg } from './report.ts';
+import { MB, mbps, printFigure, processUsage, sizeArg } from './report.ts';
 
 const ROOT = join(import.meta.dirname, '..');
 const MiB = 1024 * 1024;
@@ -189,7 +189,7 @@ async function main(): Promise<void> {
   note(`onedrive bench: Graph emulator at ${emu.url}`);
   try {
     if (bigMib > 0) await bigFile(emu, bigMib);
-    if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * 1000 * 1000);
+    if (hugeMib > 0) await bigFile(emu, hugeMib, 200 * MB);
     if (objects > 0) await repository(emu, objects);
   } finally {
     await emu.close();
