@@ -144,12 +144,11 @@ export const importer = defineImporter({
         });
         listing.known = Math.min(found.uids.length, i + METADATA_BATCH);
         for (const [k, m] of messages.entries()) {
-          const name = messageFileName(m.uid, m.flags, m.subject);
-          const path = joinPath(plan.path, name);
           const index = indexes[k] as number;
           // Only UIDs of the listing: a row for another UID is an unsolicited FETCH (a flag change seen meanwhile, a
           // message that arrived after the SEARCH), not a message of this backup, and it has no place to read ahead from.
           if (index < 0) continue;
+          const path = joinPath(plan.path, messageFileName(m.uid, m.flags, m.subject));
           yield {
             type: 'file',
             path,
