@@ -190,6 +190,29 @@ export async function bundleIntegration(opts: {
  */
 export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=48'];
 
+/**
+ * V8 flags one integration's executable adds to {@link SEA_EXEC_ARGV}, for what that integration moves.
+ *
+ * imap: `--optimize-for-size`. An imap backup is tens of thousands of small objects per mailbox (a FETCH row, an
+ * envelope, a record, a body) rather than a few large Buffers, and V8 let the heap grow to 2–3 times the live set
+ * between full GCs: a 50,000-message mailbox backed up through the built importer
+ * (test/integrations/imap/memory.test.ts) peaked at 111–131 MiB anonymous memory (VmHWM 169–189 MB here, 201.5 MB on CI
+ * where the freshly built executable's own pages weigh ~75 MB), against 82–90 MiB with the flag (VmHWM 145–169 MB), for
+ * 21–27 s of CPU per run against 21–23 s (interleaved runs, loaded machine); in one bench/imap.ts run each, the
+ * 50,000-message backup reading every body peaked at 154 MB instead of 193 MB (0.81 vs 0.69 ms of CPU per message) and
+ * the 5,000-message backup at 148 MB instead of 165 MB (1.15 vs 1.40 ms). The s3 executable is not given it: through
+ * the Go host it made a 512 MiB Get cost 30–60% more plugin CPU and Put ~10%, for no change in the 2 GiB s3 memory test
+ * (its peak is Buffers in flight).
+ */
+export const INTEGRATION_V8_FLAGS: Readonly<Record<string, readonly string[]>> = {
+  imap: ['--optimize-for-size'],
+};
+
+/** Every V8 flag the executable of `integration` starts with ({@link SEA_EXEC_ARGV} and its own). */
+export function seaExecArgv(integration: string): readonly string[] {
+  return [...SEA_EXEC_ARGV, ...(INTEGRATION_V8_FLAGS[integration] ?? [])];
+}
+
 /** The main script of every executable (it runs the bundle with the code cache, see the file's header). */
 export const SEA_MAIN = fileURLToPath(new URL('./sea-main.cjs', import.meta.url));
 
@@ -198,7 +221,7 @@ export const SEA_ASSETS = { bundle: 'bundle.cjs', codeCache: 'bundle.cache' } as
 
 /**
  * Whether executables for the build machine's platform start from a startup snapshot ({@link makeBlob}): about 35 ms
- * less per start (Node's built-ins come with a code cache made under {@link SEA_EXEC_ARGV}), for 6.5 MB more per
+ * less per start (Node's built-ins come with a code cache made under the executable's flags), for 6.5 MB more per
  * executable and ~5.6 MiB more anonymous memory per process (docs/BENCHMARKS.md, cold start section).
  */
 export const START_FROM_SNAPSHOT = true;
@@ -216,7 +239,7 @@ export const SNAPSHOT_RANDOM_SEED = 1;
  * Makes the SEA preparation blob with `node --experimental-sea-config` (Node 24 has no `--build-sea`).
  *
  * `node` must be the build machine's Node of the same version as the target runtime; it runs with
- * {@link SEA_EXEC_ARGV}, the executables' V8 flags, so that the code caches made here are accepted by the executable.
+ * `execArgv`, the executable's V8 flags ({@link seaExecArgv}), so that the code caches made here are accepted by it.
  * The main script is {@link SEA_MAIN}; the bundle and, for the build machine's own platform, its code cache
  * ({@link makeCodeCache}) are assets. For the build machine's platform the executable also starts from a V8 startup
  * snapshot (`useSnapshot`; a snapshot only runs on the platform that made it) in which {@link SEA_MAIN} has only
@@ -226,6 +249,8 @@ export const SNAPSHOT_RANDOM_SEED = 1;
  */
 export async function makeBlob(opts: {
   node: string;
+  /** The executable's V8 flags ({@link seaExecArgv}). */
+  execArgv: readonly string[];
   bundle: string;
   outFile: string;
   /** The code cache of the bundle (build machine's platform only, with `useSnapshot`). */
@@ -243,13 +268,13 @@ export async function makeBlob(opts: {
     disableExperimentalSEAWarning: true,
     useSnapshot: opts.useSnapshot,
     useCodeCache: false,
-    // Heap sizing for streaming (see SEA_EXEC_ARGV).
-    execArgv: SEA_EXEC_ARGV,
+    // Heap sizing (see SEA_EXEC_ARGV and INTEGRATION_V8_FLAGS).
+    execArgv: opts.execArgv,
     assets,
   };
   await writeFile(config, `${JSON.stringify(seaConfig, null, 2)}\n`);
   const seed = opts.useSnapshot ? [`--random-seed=${SNAPSHOT_RANDOM_SEED}`] : [];
-  await run(opts.node, [...SEA_EXEC_ARGV, ...seed, '--experimental-sea-config', config], { env: cleanEnv() });
+  await run(opts.node, [...opts.execArgv, ...seed, '--experimental-sea-config', config], { env: cleanEnv() });
 }
 
 /** A connector a warm-up start serves: its kind, the arguments the manifest gives and the protocol Init names. */
@@ -303,7 +328,7 @@ async function startOnce(
 
 /**
  * Records the V8 code cache of a bundle: the bundle is started as each connector the way the host starts it (two
- * pipes), with {@link SEA_EXEC_ARGV} and, with {@link START_FROM_SNAPSHOT}, from a startup snapshot made like the
+ * pipes), with the executable's flags ({@link seaExecArgv}) and, with {@link START_FROM_SNAPSHOT}, from a startup snapshot made like the
  * executable's ({@link SEA_MAIN}, {@link SNAPSHOT_RANDOM_SEED}), so that V8 accepts the cache in the executable; it is
  * sent one Init, and the functions compiled by then are written out when it exits. Each start begins from the previous
  * one's cache, so the last cache holds what every connector's start compiles.
@@ -315,6 +340,8 @@ async function startOnce(
  */
 export async function makeCodeCache(opts: {
   node: string;
+  /** The executable's V8 flags ({@link seaExecArgv}): V8 refuses a code cache made under other flags. */
+  execArgv: readonly string[];
   bundle: string;
   outFile: string;
   connectors: readonly WarmUpConnector[];
@@ -326,7 +353,7 @@ export async function makeCodeCache(opts: {
     if (START_FROM_SNAPSHOT) {
       await run(
         opts.node,
-        [...SEA_EXEC_ARGV, `--random-seed=${SNAPSHOT_RANDOM_SEED}`, '--snapshot-blob', snapshot, '--build-snapshot', SEA_MAIN],
+        [...opts.execArgv, `--random-seed=${SNAPSHOT_RANDOM_SEED}`, '--snapshot-blob', snapshot, '--build-snapshot', SEA_MAIN],
         { env: cleanEnv(), cwd: work },
       );
     }
@@ -336,7 +363,7 @@ export async function makeCodeCache(opts: {
       // argv[1] is the main script, as in an executable (process.argv[1] is the executable there).
       await startOnce(
         opts.node,
-        [...SEA_EXEC_ARGV, ...(START_FROM_SNAPSHOT ? ['--snapshot-blob', snapshot] : []), SEA_MAIN, ...connector.args],
+        [...opts.execArgv, ...(START_FROM_SNAPSHOT ? ['--snapshot-blob', snapshot] : []), SEA_MAIN, ...connector.args],
         connector,
         { KLOSET_TS_CODE_CACHE_BUNDLE: opts.bundle, KLOSET_TS_CODE_CACHE_OUT: out, KLOSET_TS_CODE_CACHE_IN: previous },
         work,

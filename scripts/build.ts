@@ -31,7 +31,7 @@ import {
   codeCacheState,
   makeCodeCache,
   postjectVersion,
-  SEA_EXEC_ARGV,
+  seaExecArgv,
   SEA_MAIN,
   selfCheck,
   START_FROM_SNAPSHOT,
@@ -270,7 +270,7 @@ async function main(): Promise<void> {
                 runtime.stripped,
                 useCodeCache,
                 postject,
-                SEA_EXEC_ARGV,
+                seaExecArgv(unit.name),
                 SEA_MAIN_SHA256,
                 START_FROM_SNAPSHOT,
               ]),
@@ -306,12 +306,13 @@ async function main(): Promise<void> {
               if (codeCache) {
                 await makeCodeCache({
                   node,
+                  execArgv: seaExecArgv(unit.name),
                   bundle: bundleFile,
                   outFile: codeCache,
                   connectors: warmUpConnectors(unit, target),
                 });
               }
-              await makeBlob({ node, bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache && START_FROM_SNAPSHOT });
+              await makeBlob({ node, execArgv: seaExecArgv(unit.name), bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache && START_FROM_SNAPSHOT });
               await injectBlob({ runtime: runtime.path, blob, outFile: exe, target });
             } finally {
               await rm(blob, { force: true });
