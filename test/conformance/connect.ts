@@ -86,6 +86,38 @@ export function assertNoSecrets(text: string, secrets: readonly string[], where:
   }
 }
 
+/**
+ * The file-backed part of a process's resident set now, in bytes (RssFile, plus RssShmem for an executable on tmpfs):
+ * the executable's own pages. It only grows, and for one executable it varies by ~20 MB with how the kernel holds the
+ * file in its page cache (a freshly written file maps in large folios), so memory tests print it beside each peak
+ * (docs/BENCHMARKS.md, S3 section). Undefined when not readable.
+ */
+export function fileBackedRss(pid: number | undefined): number | undefined {
+  if (pid === undefined) return undefined;
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    return ['RssFile', 'RssShmem'].reduce((sum, key) => sum + Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024, 0);
+  } catch {
+    return undefined;
+  }
+}
+
+/** A live process's peak RSS and the file-backed part of its RSS, in bytes, with both as a phrase in MB (10^6 bytes). */
+export interface MemoryPeak {
+  peak: number;
+  fileBacked: number;
+  /** `peak RSS 165 MB (file-backed 75 MB)` */
+  text: string;
+}
+
+/** {@link MemoryPeak} of a live process; throws when its /proc status cannot be read. */
+export function memoryPeak(pid: number | undefined): MemoryPeak {
+  const peak = peakRss(pid);
+  const fileBacked = fileBackedRss(pid);
+  if (peak === undefined || fileBacked === undefined) throw new Error(`cannot read /proc/${pid}/status`);
+  return { peak, fileBacked, text: `peak RSS ${(peak / 1e6).toFixed(0)} MB (file-backed ${(fileBacked / 1e6).toFixed(0)} MB)` };
+}
+
 /** Peak resident set size of a process in bytes (VmHWM), or undefined when not readable. */
 export function peakRss(pid: number | undefined): number | undefined {
   if (pid === undefined) return undefined;

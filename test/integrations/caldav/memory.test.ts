@@ -2,10 +2,11 @@
 // spawned importer (two pipes, like Plakar), its peak RSS (VmHWM from /proc) under 200 MB: the multistatus answer is
 // parsed as it arrives, one object at a time. With KLOSET_TS_SPAWN=1 and a build in dist/caldav, the built executable
 // runs; otherwise the sources run through tsx. CALDAV_MEMORY_EVENTS / CALDAV_MEMORY_ATTACH change the calendar.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { memoryPeak } from '../../conformance/index.ts';
 import { launchPlugin } from '../../harness/index.ts';
 import { Account, parsed } from './dav-util.ts';
 import { fatEvent } from './fixtures.ts';
@@ -73,9 +74,8 @@ describe(`caldav importer: memory (${BUILT ? 'built executable' : 'sources'})`, 
             },
           }),
       });
-      const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${p.process.pid}/status`, 'utf8'));
-      const rss = Number(m?.[1]) * 1024;
-      process.stdout.write(`caldav importer peak RSS: ${(rss / 1e6).toFixed(1)} MB for a ${(total / MiB).toFixed(1)} MiB calendar\n`);
+      const memory = memoryPeak(p.process.pid);
+      process.stdout.write(`caldav importer ${memory.text} for a ${(total / MiB).toFixed(1)} MiB calendar\n`);
       expect(out.status.code).toBe(0);
       expect(out.errors).toEqual([]);
       expect(out.itemErrors).toEqual([]);
@@ -84,8 +84,8 @@ describe(`caldav importer: memory (${BUILT ? 'built executable' : 'sources'})`, 
       for (const i of [0, EVENTS - 1]) expect(parsed(Buffer.concat(kept.get(`/fat/${name(i)}`) ?? []).toString('utf8'))).toEqual(parsed(fatEvent(i, ATTACH)));
       const reports = proxy.requests.filter((r) => r.method === 'REPORT');
       expect(reports.map((r) => /<(\w+:)?(calendar-query|calendar-multiget)/.exec(r.body)?.[2])).toEqual(['calendar-query']);
-      expect(rss).toBeGreaterThan(0);
-      expect(rss).toBeLessThan(LIMIT);
+      expect(memory.peak).toBeGreaterThan(0);
+      expect(memory.peak, `importer ${memory.text}`).toBeLessThan(LIMIT);
     } finally {
       await p.dispose();
     }

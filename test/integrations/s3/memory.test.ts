@@ -2,12 +2,12 @@
 // spawned over two pipes like Plakar spawns it, keeps that process's peak RSS (VmHWM in /proc) under 200 MB.
 // The bytes are generated and hashed on the fly: nothing of the object is ever held in the test or on disk.
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { peakRss } from '../../conformance/index.ts';
+import { memoryPeak } from '../../conformance/index.ts';
 import { launchPlugin, type LaunchedPlugin } from '../../harness/index.ts';
 import { bucketName, configFor, radosgw, sdkClient } from './servers.ts';
 
@@ -61,22 +61,6 @@ async function* generate(size: number, hash: ReturnType<typeof createHash>): Asy
   }
 }
 
-function rssOf(p: LaunchedPlugin): number {
-  const rss = peakRss(p.process.pid);
-  if (rss === undefined) throw new Error(`cannot read /proc/${p.process.pid}/status`);
-  return rss;
-}
-
-/**
- * The file-backed part of a process's RSS now (pages of the executable): it only grows, and varies by 20 MB for the same
- * executable with how the kernel holds the file in its page cache, so it is printed beside each peak (docs/BENCHMARKS.md).
- */
-function fileBackedOf(p: LaunchedPlugin): number {
-  const status = readFileSync(`/proc/${p.process.pid}/status`, 'utf8');
-  // An executable on tmpfs counts as shared memory (RssShmem) rather than RssFile.
-  return ['RssFile', 'RssShmem'].reduce((sum, key) => sum + Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? NaN) * 1024, 0);
-}
-
 describe('s3: memory', () => {
   it(
     `exporting then importing a ${SIZE_MIB} MiB object keeps each connector process under 200 MB RSS (${BUILT ? 'built executable' : 'sources under tsx'})`,
@@ -97,8 +81,7 @@ describe('s3: memory', () => {
         ], { endTimeoutMs: 120_000 });
         expect(exported.status.code, exported.status.details).toBe(0);
         expect(exported.itemErrors).toEqual([]);
-        const exportRss = rssOf(exporter);
-        const exportFile = fileBackedOf(exporter);
+        const exportMemory = memoryPeak(exporter.process.pid);
         const head = await sdk.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
         expect(head.ContentLength).toBe(SIZE);
 
@@ -121,17 +104,13 @@ describe('s3: memory', () => {
         });
         expect(imported.status.code).toBe(0);
         expect(imported.itemErrors).toEqual([]);
-        const importRss = rssOf(importer);
-        const importFile = fileBackedOf(importer);
+        const importMemory = memoryPeak(importer.process.pid);
         expect(bytes).toBe(SIZE);
         expect(received.digest('hex')).toBe(sent.digest('hex'));
 
-        const mb = (n: number): string => (n / 1e6).toFixed(0);
-        process.stderr.write(
-          `s3 memory: ${SIZE_MIB} MiB object, peak RSS exporter ${mb(exportRss)} MB (file-backed ${mb(exportFile)} MB), importer ${mb(importRss)} MB (file-backed ${mb(importFile)} MB)\n`,
-        );
-        expect(exportRss).toBeLessThan(LIMIT);
-        expect(importRss).toBeLessThan(LIMIT);
+        process.stderr.write(`s3 memory: ${SIZE_MIB} MiB object, exporter ${exportMemory.text}, importer ${importMemory.text}\n`);
+        expect(exportMemory.peak, `exporter ${exportMemory.text}`).toBeLessThan(LIMIT);
+        expect(importMemory.peak, `importer ${importMemory.text}`).toBeLessThan(LIMIT);
       } finally {
         // radosgw keeps objects in RAM (memstore): free the space for the other tests of the run.
         await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
