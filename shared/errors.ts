@@ -9,19 +9,26 @@ export interface ConfigProblem {
   message: string;
 }
 
-/** Base class of every SDK error; `code` is the gRPC status the SDK will send. */
+/**
+ * Base class of every SDK error; `code` is the gRPC status the SDK will send.
+ *
+ * Every error class names itself (`override name = '…'`): the executables' bundles are built without esbuild's
+ * keepNames (scripts/build-sea.ts), where a class renamed to avoid a clash between modules would otherwise be called
+ * `ServiceError2`.
+ */
 export class KlosetError extends Error {
+  override name = 'KlosetError';
   /** gRPC status code used when this error ends an RPC. */
   readonly code: status;
   constructor(message: string, code: status, options?: { cause?: unknown }) {
     super(message, options);
-    this.name = new.target.name;
     this.code = code;
   }
 }
 
 /** A bad configuration: lists every problem found, each naming its key. */
 export class ConfigError extends KlosetError {
+  override name = 'ConfigError';
   /** Every problem, in declaration order. */
   readonly problems: ConfigProblem[];
   constructor(problems: ConfigProblem[] | ConfigProblem | string, message?: string) {
@@ -38,6 +45,7 @@ export class ConfigError extends KlosetError {
 
 /** Credentials were refused or are missing. */
 export class AuthError extends KlosetError {
+  override name = 'AuthError';
   constructor(message: string, options?: { cause?: unknown; denied?: boolean }) {
     super(message, options?.denied ? status.PERMISSION_DENIED : status.UNAUTHENTICATED, options);
   }
@@ -45,6 +53,7 @@ export class AuthError extends KlosetError {
 
 /** The thing asked for does not exist (repository, object, bucket…). */
 export class NotFoundError extends KlosetError {
+  override name = 'NotFoundError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, status.NOT_FOUND, options);
   }
@@ -52,6 +61,7 @@ export class NotFoundError extends KlosetError {
 
 /** The service's quota or a storage limit is exhausted; retrying will not help. */
 export class QuotaError extends KlosetError {
+  override name = 'QuotaError';
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, status.RESOURCE_EXHAUSTED, options);
   }
@@ -59,6 +69,7 @@ export class QuotaError extends KlosetError {
 
 /** The service answered with an error; `serviceCode` is its own code (`SlowDown`, `itemNotFound`…). */
 export class ServiceError extends KlosetError {
+  override name = 'ServiceError';
   /** The service's own error code, quoted in the message. */
   readonly serviceCode: string;
   /** HTTP status or protocol status when there is one. */
@@ -72,6 +83,7 @@ export class ServiceError extends KlosetError {
 
 /** A problem with one item only: it becomes that item's error record or result, and the run goes on. */
 export class ItemError extends KlosetError {
+  override name = 'ItemError';
   /** The path of the item concerned. */
   readonly path: string;
   constructor(path: string, cause: unknown) {
@@ -82,6 +94,7 @@ export class ItemError extends KlosetError {
 
 /** The run must stop: a failure that later items would hit too (auth revoked, quota full). */
 export class FatalError extends KlosetError {
+  override name = 'FatalError';
   constructor(message: string, options?: { cause?: unknown; code?: status }) {
     super(message, options?.code ?? status.UNKNOWN, options);
   }

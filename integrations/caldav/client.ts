@@ -69,6 +69,7 @@ export interface DavResponse {
  * message is only the status: the pacer names the request when retries run out.
  */
 export class HttpStatusError extends ServiceError {
+  override name = 'HttpStatusError';
   readonly retryAfter: string | undefined;
   constructor(status: number, statusText: string, retryAfter: string | undefined) {
     super(`http-${status}`, `${status} ${statusText}`.trim(), { httpStatus: status });

@@ -40,6 +40,7 @@ const QUOTA_HINTS: Readonly<Record<string, string>> = {
 
 /** A Drive API error: HTTP status, Google's reason code and message. */
 export class DriveError extends ServiceError {
+  override name = 'DriveError';
   /** Google's reason (`notFound`, `userRateLimitExceeded`…), or `http<status>` when the body had none. */
   readonly reason: string;
   readonly retryAfterMs: number | undefined;

@@ -119,6 +119,7 @@ function b64url(s: string): string {
 
 /** A token endpoint answer that is not a token: HTTP status plus Google's `error` code. */
 export class TokenEndpointError extends Error {
+  override name = 'TokenEndpointError';
   readonly status: number;
   readonly error: string;
   readonly retryAfterMs: number | undefined;

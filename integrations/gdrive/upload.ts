@@ -250,7 +250,9 @@ async function put(client: DriveClient, session: Session, body: Buffer, contentR
 }
 
 /** Thrown when Drive forgot the session: the content already sent cannot be read again from the stream. */
-class SessionLostError extends ServiceError {}
+class SessionLostError extends ServiceError {
+  override name = 'SessionLostError';
+}
 
 /**
  * Sends the content in requests of `chunkSize` bytes (a multiple of 256 KiB) from one buffer that always starts at the

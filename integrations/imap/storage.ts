@@ -36,7 +36,9 @@ const STREAM_CHUNK = LINE_DATA * 18396;
 const INDEX_BATCH = 1000;
 
 /** A message vanished (expunged by another process) between indexing and reading. */
-class GoneError extends NotFoundError {}
+class GoneError extends NotFoundError {
+  override name = 'GoneError';
+}
 
 /** What is known about one resource mailbox: every blob message by UID, kept current incrementally. */
 class MailboxIndex {

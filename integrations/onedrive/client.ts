@@ -39,6 +39,7 @@ export const PAGE_SIZE = 1000;
 
 /** An error answered by Graph, the identity platform or a pre-authenticated URL (or a network failure on the way). */
 export class OneDriveError extends ServiceError {
+  override name = 'OneDriveError';
   /** Milliseconds the service asked us to wait (Retry-After), when it said. */
   readonly retryAfterMs: number | undefined;
   constructor(code: string, message: string, options: { httpStatus?: number; retryAfterMs?: number; cause?: unknown } = {}) {

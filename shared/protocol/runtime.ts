@@ -10,6 +10,7 @@ import { status } from '@grpc/grpc-js';
 
 /** Thrown when an RPC other than Init/Ping/Close arrives before a successful Init. */
 export class NotInitialisedError extends KlosetError {
+  override name = 'NotInitialisedError';
   constructor(method: string) {
     super(`${method} called before a successful Init`, status.FAILED_PRECONDITION);
   }

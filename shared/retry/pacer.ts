@@ -28,6 +28,7 @@ export interface PacerOptions {
 
 /** Thrown when a call still fails after every attempt; the message says how many, how long, and the last cause. */
 export class RetriesExhaustedError extends ServiceError {
+  override name = 'RetriesExhaustedError';
   /** The error of the last attempt. */
   readonly last: unknown;
   constructor(what: string, attempts: number, elapsedMs: number, last: unknown) {

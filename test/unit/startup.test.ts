@@ -93,12 +93,19 @@ describe('sdk bundles for the executables', () => {
     { name: 'fixture', file: join(ROOT, 'test', 'fixture', 'index.ts') },
   ].filter((e) => existsSync(e.file));
 
-  it.each(entries)('$name has no dynamic import() (its vm.Script has no module loader), grpc-js gets zlib and dns lazily, the AWS SDK is tree-shaken', async ({ name, file }) => {
+  it.each(entries)('$name has no dynamic import() (its vm.Script has no module loader), grpc-js gets zlib and dns lazily, no keepNames, error classes keep their names, the AWS SDK is tree-shaken', async ({ name, file }) => {
     const bundle = await bundleIntegration({ root: ROOT, integrationFile: file, name, outFile: join(dir, name, 'bundle.cjs'), minify: true });
     const text = bundle.text.toString('utf8');
     expect(/(^|[^\w$.])import\(/.exec(text)?.[0], 'a dynamic import() is left').toBeUndefined();
     for (const builtin of ['zlib', 'dns']) {
       expect(text.includes(`??=require("node:${builtin}")`), `the lazy ${builtin} stand-in`).toBe(true);
+    }
+    // keepNames would wrap every function expression in __name(), a defineProperty per closure made.
+    expect(/\b__name\(/.test(text), 'esbuild keepNames helper').toBe(false);
+    // Without keepNames, a class esbuild renames (a clash between modules) would lose its name: the SDK's errors name
+    // themselves (those every bundle keeps; the others are tree-shaken where unused).
+    for (const error of ['KlosetError', 'ConfigError', 'NotInitialisedError']) {
+      expect(text.includes(`name="${error}"`), `${error} names itself`).toBe(true);
     }
     // The AWS SDK comes from its ES module builds: only the S3 commands in use are kept.
     if (name === 's3') {
