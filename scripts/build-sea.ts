@@ -200,26 +200,35 @@ export async function bundleIntegration(opts: {
 export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--initial-old-space-size=48'];
 
 /**
- * V8 flags one integration's executable adds to {@link SEA_EXEC_ARGV}, for what that integration moves.
+ * V8 flags of one integration's executable on top of {@link SEA_EXEC_ARGV} (a flag given here replaces the one of the
+ * same name there), for what that integration moves.
  *
- * imap: `--optimize-for-size`. An imap backup is tens of thousands of small objects per mailbox (a FETCH row, an
- * envelope, a record, a body) rather than a few large Buffers, and V8 let the heap grow to 2–3 times the live set
- * between full GCs: a 50,000-message mailbox backed up through the built importer
- * (test/integrations/imap/memory.test.ts) peaked at 111–131 MiB anonymous memory (VmHWM 169–189 MB here, 201.5 MB on CI
- * where the freshly built executable's own pages weigh ~75 MB), against 82–90 MiB with the flag (VmHWM 145–169 MB), for
- * 21–27 s of CPU per run against 21–23 s (interleaved runs, loaded machine); in one bench/imap.ts run each, the
- * 50,000-message backup reading every body peaked at 154 MB instead of 193 MB (0.81 vs 0.69 ms of CPU per message) and
- * the 5,000-message backup at 148 MB instead of 165 MB (1.15 vs 1.40 ms). The s3 executable is not given it: through
- * the Go host it made a 512 MiB Get cost 30–60% more plugin CPU and Put ~10%, for no change in the 2 GiB s3 memory test
- * (its peak is Buffers in flight).
+ * imap: `--optimize-for-size --initial-old-space-size=32`. An imap backup is tens of thousands of small objects per
+ * mailbox (a FETCH row, an envelope, a record, a body) rather than a few large Buffers, and V8 let the heap grow to
+ * 2–3 times the live set between full GCs (a heap snapshot mid-backup: 15 MiB live of 36 MiB used). The 50,000-message
+ * backup of test/integrations/imap/memory.test.ts peaked at 111–131 MiB of anonymous memory (VmHWM 169–189 MB here,
+ * 201.5 MB on CI, where the freshly built executable's own pages weigh ~75 MB of it); `--optimize-for-size` (smaller
+ * heap growing steps) brought that to 82–90 MiB at the same CPU within this machine's noise, and a 32 MiB old-space
+ * floor instead of 48 to 69–76 MiB. bench/imap.ts, 50,000 messages every body read, two runs each in alternation
+ * (08:45 UTC, load < 1): 142–147 MB and 0.67–0.86 ms of CPU per message, against 159–173 MB and 0.68–0.80 ms with the
+ * 48 MiB floor; a 24 MiB floor saved 20 MB more but doubled the CPU per message (1.08 ms). The s3 executable is not
+ * given `--optimize-for-size`: through the Go host it made a 512 MiB Get cost 30–60% more plugin CPU and a Put ~10%,
+ * for no change in the 2 GiB s3 memory test (its peak is Buffers in flight).
  */
 export const INTEGRATION_V8_FLAGS: Readonly<Record<string, readonly string[]>> = {
-  imap: ['--optimize-for-size'],
+  imap: ['--optimize-for-size', '--initial-old-space-size=32'],
 };
 
-/** Every V8 flag the executable of `integration` starts with ({@link SEA_EXEC_ARGV} and its own). */
+/** The name of a V8 flag (`--initial-old-space-size=32` → `--initial-old-space-size`). */
+function flagName(flag: string): string {
+  return flag.split('=')[0] as string;
+}
+
+/** Every V8 flag the executable of `integration` starts with: {@link SEA_EXEC_ARGV} with its own in place. */
 export function seaExecArgv(integration: string): readonly string[] {
-  return [...SEA_EXEC_ARGV, ...(INTEGRATION_V8_FLAGS[integration] ?? [])];
+  const own = INTEGRATION_V8_FLAGS[integration] ?? [];
+  const replaced = new Set(own.map(flagName));
+  return [...SEA_EXEC_ARGV.filter((flag) => !replaced.has(flagName(flag))), ...own];
 }
 
 /** The main script of every executable (it runs the bundle with the code cache, see the file's header). */

@@ -32,7 +32,7 @@ import {
   runtimeIntegrity,
   runtimeVersion,
 } from '../../scripts/build-runtime.ts';
-import { inspectExecutable } from '../../scripts/build-sea.ts';
+import { INTEGRATION_V8_FLAGS, inspectExecutable, SEA_EXEC_ARGV, seaExecArgv } from '../../scripts/build-sea.ts';
 import { chooseTargets } from '../../scripts/build.ts';
 
 const LINUX_X64 = makeTarget('linux', 'x64');
@@ -475,5 +475,20 @@ describe('build check: executable formats', () => {
       Buffer.concat([header, fuse, Buffer.from('NODE_SEA_BLOB', 'utf16le')]),
     );
     expect(facts).toEqual({ format: 'PE', arch: 'x64', fuseFlipped: true, blobMarker: true });
+  });
+});
+
+describe('build V8 flags: one set per integration', () => {
+  it('gives every integration the common flags, and replaces a common flag an integration sets itself', () => {
+    expect(seaExecArgv('s3')).toEqual(SEA_EXEC_ARGV);
+    const imap = seaExecArgv('imap');
+    expect(imap).toContain('--optimize-for-size');
+    expect(imap.filter((f) => f.startsWith('--initial-old-space-size'))).toEqual(['--initial-old-space-size=32']);
+    expect(imap).toContain('--max-semi-space-size=1');
+    for (const [name, own] of Object.entries(INTEGRATION_V8_FLAGS)) {
+      const flags = seaExecArgv(name);
+      for (const flag of own) expect(flags).toContain(flag);
+      expect(new Set(flags.map((f) => f.split('=')[0])).size, `${name}: one value per flag`).toBe(flags.length);
+    }
   });
 });
