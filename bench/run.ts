@@ -6,6 +6,7 @@
 //   npm run bench -- s3 imap           only those scripts (the other scripts' last results are kept)
 //   npm run bench -- --sizes-only      only the package sizes
 //   npm run bench -- --no-write        print, do not touch docs/BENCHMARKS.md
+// The caldav, gdrive, imap and onedrive benches run the built executables in dist/ when they exist (benchEnv).
 import { spawn } from 'node:child_process';
 import { createReadStream, existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -38,11 +39,30 @@ interface ScriptRun {
   output: string;
 }
 
+/** Scripts that run an integration's connectors from the sources unless `<NAME>_BENCH_EXE` names a built executable. */
+const EXE_SCRIPTS = ['caldav', 'gdrive', 'imap', 'onedrive'] as const;
+
+/**
+ * The environment of a benchmark script: the integrations' benches measure the built executable (`dist/<name>/`, the
+ * binary a user runs, with its V8 flags and code cache) whenever it exists and `<NAME>_BENCH_EXE` is not set already;
+ * the sources through tsx run under the development Node with neither.
+ */
+export function benchEnv(root: string, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const out = { ...env };
+  for (const name of EXE_SCRIPTS) {
+    const key = `${name.toUpperCase()}_BENCH_EXE`;
+    const exe = join('dist', name, exeFileName(name, hostTarget()));
+    if (out[key] === undefined && existsSync(join(root, exe))) out[key] = exe;
+  }
+  return out;
+}
+
 function runScript(script: string): Promise<ScriptRun> {
   const started = performance.now();
   return new Promise((resolve) => {
     const child = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'bench', script)], {
       cwd: ROOT,
+      env: benchEnv(ROOT, process.env),
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const chunks: Buffer[] = [];

@@ -1,8 +1,11 @@
 // bench/run.ts and its output convention: figure lines, ratios, the generated section of docs/BENCHMARKS.md.
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { benchScripts, END, scriptSection, sectionFigures, START, summaryTable, withSection } from '../../bench/run.ts';
+import { benchEnv, benchScripts, END, scriptSection, sectionFigures, START, summaryTable, withSection } from '../../bench/run.ts';
 import { figureLine, parseFigures, ratioText } from '../../bench/report.ts';
+import { exeFileName, hostTarget } from '../../scripts/build-lib.ts';
 
 describe('bench report: npm run bench', () => {
   it('runs every benchmark script, sdk first, and none of the helpers', () => {
@@ -48,5 +51,23 @@ describe('bench report: npm run bench', () => {
     expect(twice).toContain('second');
     expect(twice).toContain('hand-written');
     expect(twice.split(START)).toHaveLength(2);
+  });
+});
+
+describe('bench/run.ts: what the integrations\' benches run', () => {
+  it('points each integration\'s bench at its built executable when one exists, and keeps a choice already made', () => {
+    const root = mkdtempSync(join(tmpdir(), 'bench-env-'));
+    try {
+      mkdirSync(join(root, 'dist', 'imap'), { recursive: true });
+      const exe = join('dist', 'imap', exeFileName('imap', hostTarget()));
+      writeFileSync(join(root, exe), '');
+      const env = benchEnv(root, { PATH: '/bin' });
+      expect(env.IMAP_BENCH_EXE).toBe(exe);
+      expect(env.CALDAV_BENCH_EXE).toBeUndefined();
+      expect(env.PATH).toBe('/bin');
+      expect(benchEnv(root, { IMAP_BENCH_EXE: 'elsewhere/imap' }).IMAP_BENCH_EXE).toBe('elsewhere/imap');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
