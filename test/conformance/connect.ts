@@ -1,6 +1,7 @@
 // Opens one connector for a conformance case: the built executable through the host harness (KLOSET_TS_SPAWN=1), or in-process.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { MB, processUsage } from '../../bench/report.ts';
 import type { ConnectorKind, Integration } from '../../shared/define.ts';
 import { serveOnDuplex } from '../../shared/transport/serve.ts';
 import { connectInProcess, launchPlugin, type PluginHost } from '../harness/index.ts';
@@ -87,22 +88,11 @@ export function assertNoSecrets(text: string, secrets: readonly string[], where:
 }
 
 /**
- * The file-backed part of a process's resident set now, in bytes (RssFile, plus RssShmem for an executable on tmpfs):
- * the executable's own pages. It only grows, and for one executable it varies by ~20 MB with how the kernel holds the
+ * A live process's peak RSS and the file-backed part of its RSS now (the executable's own pages), in bytes, with both as
+ * a phrase in MB (10^6 bytes). The file-backed part varies by ~20 MB for one executable with how the kernel holds the
  * file in its page cache (a freshly written file maps in large folios), so memory tests print it beside each peak
- * (docs/BENCHMARKS.md, S3 section). Undefined when not readable.
+ * (docs/BENCHMARKS.md, S3 section).
  */
-export function fileBackedRss(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
-  try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    return ['RssFile', 'RssShmem'].reduce((sum, key) => sum + Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0) * 1024, 0);
-  } catch {
-    return undefined;
-  }
-}
-
-/** A live process's peak RSS and the file-backed part of its RSS, in bytes, with both as a phrase in MB (10^6 bytes). */
 export interface MemoryPeak {
   peak: number;
   fileBacked: number;
@@ -110,12 +100,11 @@ export interface MemoryPeak {
   text: string;
 }
 
-/** {@link MemoryPeak} of a live process; throws when its /proc status cannot be read. */
+/** {@link MemoryPeak} of a live process, read like the benches read it (bench/report.ts processUsage); throws when /proc lacks it. */
 export function memoryPeak(pid: number | undefined): MemoryPeak {
-  const peak = peakRss(pid);
-  const fileBacked = fileBackedRss(pid);
-  if (peak === undefined || fileBacked === undefined) throw new Error(`cannot read /proc/${pid}/status`);
-  return { peak, fileBacked, text: `peak RSS ${(peak / 1e6).toFixed(0)} MB (file-backed ${(fileBacked / 1e6).toFixed(0)} MB)` };
+  const { rss: peak, rssFile: fileBacked } = processUsage(pid);
+  if (!Number.isFinite(peak) || !Number.isFinite(fileBacked)) throw new Error(`cannot read the memory of process ${pid} from /proc`);
+  return { peak, fileBacked, text: `peak RSS ${(peak / MB).toFixed(0)} MB (file-backed ${(fileBacked / MB).toFixed(0)} MB)` };
 }
 
 /** Peak resident set size of a process in bytes (VmHWM), or undefined when not readable. */
