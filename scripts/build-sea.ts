@@ -346,10 +346,10 @@ async function startOnce(
 
 /**
  * Records the V8 code cache of a bundle: the bundle is started as each connector the way the host starts it (two
- * pipes), with the executable's flags ({@link seaExecArgv}) and, with {@link START_FROM_SNAPSHOT}, from a startup snapshot made like the
- * executable's ({@link SEA_MAIN}, {@link SNAPSHOT_RANDOM_SEED}), so that V8 accepts the cache in the executable; it is
- * sent one Init, and the functions compiled by then are written out when it exits. Each start begins from the previous
- * one's cache, so the last cache holds what every connector's start compiles.
+ * pipes), with the executable's flags ({@link seaExecArgv}) and, with {@link START_FROM_SNAPSHOT}, from a startup
+ * snapshot made like the executable's ({@link SEA_MAIN}, {@link SNAPSHOT_RANDOM_SEED}), so that V8 accepts the cache
+ * in the executable; it is sent one Init, and the functions compiled by then are written out when it exits. Each start
+ * begins from the previous one's cache, so the last cache holds what every connector's start compiles.
  *
  * The Init carries an undeclared key ({@link WARM_UP_KEY}): the SDK refuses it while checking options, before any
  * connector code runs, so a warm-up never touches a network, a disk or a service; module evaluation, the gRPC server,

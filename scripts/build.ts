@@ -259,6 +259,8 @@ async function main(): Promise<void> {
           // A code cache is recorded by running the bundle on the build machine's Node (same V8 build as the runtime),
           // and a startup snapshot only runs on the platform that made it.
           const useCodeCache = target.id === host.id;
+          // The executable's V8 flags: part of the cache key, and those the code cache and the snapshot are made under.
+          const execArgv = seaExecArgv(unit.name);
           const key = createHash('sha256')
             .update(
               JSON.stringify([
@@ -270,7 +272,7 @@ async function main(): Promise<void> {
                 runtime.stripped,
                 useCodeCache,
                 postject,
-                seaExecArgv(unit.name),
+                execArgv,
                 SEA_MAIN_SHA256,
                 START_FROM_SNAPSHOT,
               ]),
@@ -306,13 +308,13 @@ async function main(): Promise<void> {
               if (codeCache) {
                 await makeCodeCache({
                   node,
-                  execArgv: seaExecArgv(unit.name),
+                  execArgv,
                   bundle: bundleFile,
                   outFile: codeCache,
                   connectors: warmUpConnectors(unit, target),
                 });
               }
-              await makeBlob({ node, execArgv: seaExecArgv(unit.name), bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache && START_FROM_SNAPSHOT });
+              await makeBlob({ node, execArgv, bundle: bundleFile, outFile: blob, codeCache, useSnapshot: useCodeCache && START_FROM_SNAPSHOT });
               await injectBlob({ runtime: runtime.path, blob, outFile: exe, target });
             } finally {
               await rm(blob, { force: true });
