@@ -87,6 +87,9 @@ export function assertNoSecrets(text: string, secrets: readonly string[], where:
   }
 }
 
+/** The memory promise of the issues, "under 200 MB" of RSS: 10^6-byte megabytes (200 MiB would allow 4.9% more). */
+export const MEMORY_LIMIT = 200 * MB;
+
 /**
  * A live process's peak RSS and the file-backed part of its RSS now (the executable's own pages), in bytes, with both as
  * a phrase in MB (10^6 bytes). The file-backed part varies by ~20 MB for one executable with how the kernel holds the

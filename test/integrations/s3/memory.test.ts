@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { DeleteObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, describe, expect, it } from 'vitest';
-import { memoryPeak } from '../../conformance/index.ts';
+import { MEMORY_LIMIT, memoryPeak } from '../../conformance/index.ts';
 import { launchPlugin, type LaunchedPlugin } from '../../harness/index.ts';
 import { bucketName, configFor, radosgw, sdkClient } from './servers.ts';
 
@@ -22,7 +22,6 @@ const MiB = 1024 * 1024;
  */
 const SIZE_MIB = Number(process.env.KLOSET_TS_S3_MEMORY_MIB ?? (process.env.KLOSET_TS_FULL_SCALE ? 2048 : 512));
 const SIZE = SIZE_MIB * MiB;
-const LIMIT = 200 * 1000 * 1000;
 /** With KLOSET_TS_SPAWN=1 the built single executable (dist/s3/s3); otherwise the sources run by Node through tsx. */
 const BUILT = process.env.KLOSET_TS_SPAWN === '1';
 const MANIFEST = join(ROOT, 'dist', 's3', 'manifest.yaml');
@@ -109,8 +108,8 @@ describe('s3: memory', () => {
         expect(received.digest('hex')).toBe(sent.digest('hex'));
 
         process.stderr.write(`s3 memory: ${SIZE_MIB} MiB object, exporter ${exportMemory.text}, importer ${importMemory.text}\n`);
-        expect(exportMemory.peak, `exporter ${exportMemory.text}`).toBeLessThan(LIMIT);
-        expect(importMemory.peak, `importer ${importMemory.text}`).toBeLessThan(LIMIT);
+        expect(exportMemory.peak, `exporter ${exportMemory.text}`).toBeLessThan(MEMORY_LIMIT);
+        expect(importMemory.peak, `importer ${importMemory.text}`).toBeLessThan(MEMORY_LIMIT);
       } finally {
         // radosgw keeps objects in RAM (memstore): free the space for the other tests of the run.
         await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: key })).catch(() => undefined);
