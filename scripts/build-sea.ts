@@ -214,9 +214,17 @@ export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--i
  * 48 MiB floor; a 24 MiB floor saved 20 MB more but doubled the CPU per message (1.08 ms). The s3 executable is not
  * given `--optimize-for-size`: through the Go host it made a 512 MiB Get cost 30–60% more plugin CPU and a Put ~10%,
  * for no change in the 2 GiB s3 memory test (its peak is Buffers in flight).
+ *
+ * gdrive: `--initial-old-space-size=32`. A restore receives the file through gRPC (three Buffers per byte on the way
+ * in, see docs/BENCHMARKS.md, S3 section) into one upload chunk; with the 48 MiB floor V8 ran 2–6 full GCs per 300 MiB
+ * and the exporter of test/integrations/gdrive/bigfile.test.ts peaked at 90–97 MiB of anonymous memory (179–192 MB on
+ * CI with ~71 MB of the executable's pages: the thinnest margin of the suite). With a 32 MiB floor: 27–28 full GCs and
+ * 80–84 MiB; with `--optimize-for-size` as well 76–87 MiB but up to a third more exporter CPU, so only the floor.
+ * Backups are unchanged (importer 58–60 MiB, 1 full GC). Measured 2026-12-07 10:45–11:05 UTC, executables alternated.
  */
 export const INTEGRATION_V8_FLAGS: Readonly<Record<string, readonly string[]>> = {
   imap: ['--optimize-for-size', '--initial-old-space-size=32'],
+  gdrive: ['--initial-old-space-size=32'],
 };
 
 /** The name of a V8 flag (`--initial-old-space-size=32` → `--initial-old-space-size`). */
