@@ -36,6 +36,8 @@ interface ScriptRun {
   ok: boolean;
   exit: string;
   seconds: number;
+  /** When it ended, `YYYY-MM-DD HH:MM` UTC. */
+  ended: string;
   output: string;
 }
 
@@ -76,6 +78,7 @@ function runScript(script: string): Promise<ScriptRun> {
         ok: code === 0,
         exit: signal ?? String(code),
         seconds: (performance.now() - started) / 1000,
+        ended: utcMinute(new Date()),
         output: Buffer.concat(chunks).toString('utf8'),
       }),
     );
@@ -139,7 +142,7 @@ export function scriptSection(run: ScriptRun): string {
   const lines = all.filter((l) => !l.startsWith(FIGURE_PREFIX));
   const table = lines.filter((l) => l.startsWith('|'));
   const text = lines.filter((l) => !l.startsWith('|') && l.trim() !== '');
-  const parts = [`### \`bench/${run.script}\` — ${run.ok ? 'ok' : `**failed (exit ${run.exit})**`}, ${run.seconds.toFixed(0)} s`];
+  const parts = [`### \`bench/${run.script}\` — ${run.ok ? 'ok' : `**failed (exit ${run.exit})**`}, ${run.seconds.toFixed(0)} s, ended ${run.ended} UTC`];
   if (table.length > 0) parts.push(table.join('\n'));
   if (text.length > 0) parts.push(['```text', ...text, '```'].join('\n'));
   // The figures ride along invisibly, so that a later run of other scripts still lists them in the summary.
@@ -148,15 +151,27 @@ export function scriptSection(run: ScriptRun): string {
   return parts.join('\n\n');
 }
 
+/** Which scripts the run that writes the document measured, and which sections it kept from earlier runs. */
+export function ranText(ran: string[], shown: string[]): string {
+  const earlier = shown.filter((s) => !ran.includes(s));
+  const ranPart = ran.length === 0 ? 'This run measured only the package sizes' : `This run: ${ran.join(', ')}`;
+  return earlier.length === 0 ? `${ranPart}.` : `${ranPart}; ${earlier.join(', ')} kept from earlier runs (each section says when it ended).`;
+}
+
 /** The figures kept in a section written by `scriptSection`. */
 export function sectionFigures(section: string): string {
   return [...section.matchAll(/^<!-- (BENCH \{.*\}) -->$/gm)].map((m) => m[1]).join('\n');
 }
 
+/** `YYYY-MM-DD HH:MM` of `d` in UTC. */
+function utcMinute(d: Date): string {
+  return d.toISOString().slice(0, 16).replace('T', ' ');
+}
+
 function machine(): string {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(', ');
   const cpus = os.cpus();
-  return `${new Date().toISOString().slice(0, 16).replace('T', ' ')} UTC, ${os.type()} ${os.release()} ${os.arch()}, ${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, load average ${load} when the run ended`;
+  return `${utcMinute(new Date())} UTC, ${os.type()} ${os.release()} ${os.arch()}, ${cpus.length} × ${cpus[0]?.model ?? 'cpu'}, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}, load average ${load} when the run ended`;
 }
 
 /** Replaces (or adds, after the first paragraph) the generated section of the document. */
@@ -217,7 +232,7 @@ async function main(): Promise<void> {
   const sizeRows = sizes.map((s) => `| ${s.name} | ${s.target} | ${mb(s.bytes)} MB | ${mb(s.gzip)} MB |`);
   const section = [
     '## Latest `npm run bench`',
-    `Machine: ${machine()}. Figures are comparable only within one run on one quiet machine.`,
+    `Machine: ${machine()}. ${ranText(runs.map((r) => r.script), all.filter((s) => kept.has(s)))} Figures are comparable only within one run on one quiet machine.`,
     figures.length > 0 ? `### Summary (connector beside the raw client doing the same transfers)\n\n${summaryTable(figures)}` : '',
     ...all.map((s) => kept.get(s)).filter((s): s is string => s !== undefined),
     '### Package sizes',

@@ -3,7 +3,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { benchEnv, benchScripts, END, scriptSection, sectionFigures, START, summaryTable, withSection } from '../../bench/run.ts';
+import { benchEnv, benchScripts, END, ranText, scriptSection, sectionFigures, START, summaryTable, withSection } from '../../bench/run.ts';
 import { figureLine, parseFigures, ratioText } from '../../bench/report.ts';
 import { exeFileName, hostTarget } from '../../scripts/build-lib.ts';
 
@@ -35,10 +35,17 @@ describe('bench report: npm run bench', () => {
 
   it('keeps a script section\'s figures inside it, so a later run of other scripts still summarises them', () => {
     const line = figureLine({ integration: 'imap', measure: 'backup', value: 281, unit: 'messages/s', limit: 3121 });
-    const section = scriptSection({ script: 'imap.ts', ok: true, exit: '0', seconds: 3, output: `| a | b |\n|---|---|\n${line}\nnote\n` });
+    const section = scriptSection({ script: 'imap.ts', ok: true, exit: '0', seconds: 3, ended: '2026-12-07 10:40', output: `| a | b |\n|---|---|\n${line}\nnote\n` });
     expect(section).not.toMatch(/^BENCH /m);
+    expect(section.split('\n')[0]).toBe('### `bench/imap.ts` — ok, 3 s, ended 2026-12-07 10:40 UTC');
     expect(parseFigures(sectionFigures(section)).figures).toEqual([{ integration: 'imap', measure: 'backup', value: 281, unit: 'messages/s', limit: 3121 }]);
     expect(sectionFigures('### `bench/x.ts` — ok, 1 s\n\nno figures')).toBe('');
+  });
+
+  it('says which scripts the run measured and which sections it kept', () => {
+    expect(ranText(['s3.ts'], ['s3.ts'])).toBe('This run: s3.ts.');
+    expect(ranText(['s3.ts'], ['imap.ts', 's3.ts'])).toBe('This run: s3.ts; imap.ts kept from earlier runs (each section says when it ended).');
+    expect(ranText([], ['imap.ts'])).toMatch(/^This run measured only the package sizes; imap.ts kept/);
   });
 
   it('replaces its own section of docs/BENCHMARKS.md and leaves the hand-written sections alone', () => {
