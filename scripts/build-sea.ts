@@ -215,16 +215,12 @@ export const SEA_EXEC_ARGV: readonly string[] = ['--max-semi-space-size=1', '--i
  * given `--optimize-for-size`: through the Go host it made a 512 MiB Get cost 30–60% more plugin CPU and a Put ~10%,
  * for no change in the 2 GiB s3 memory test (its peak is Buffers in flight).
  *
- * gdrive: `--initial-old-space-size=32`. A restore receives the file through gRPC (three Buffers per byte on the way
- * in, see docs/BENCHMARKS.md, S3 section) into one upload chunk; with the 48 MiB floor V8 ran 2–6 full GCs per 300 MiB
- * and the exporter of test/integrations/gdrive/bigfile.test.ts peaked at 90–97 MiB of anonymous memory (179–192 MB on
- * CI with ~71 MB of the executable's pages: the thinnest margin of the suite). With a 32 MiB floor: 27–28 full GCs and
- * 80–84 MiB; with `--optimize-for-size` as well 76–87 MiB but up to a third more exporter CPU, so only the floor.
- * Backups are unchanged (importer 58–60 MiB, 1 full GC). Measured 2026-12-07 10:45–11:05 UTC, executables alternated.
+ * gdrive keeps the common flags: a 32 MiB floor took 10–15 MiB off the anonymous peak of the 300 MiB restore in
+ * test/integrations/gdrive/bigfile.test.ts but 0–3 MiB off bench/gdrive.ts's restores, for 35–40% more exporter CPU
+ * per GiB (10–17% lower restore throughput); docs/BENCHMARKS.md, Google Drive section.
  */
 export const INTEGRATION_V8_FLAGS: Readonly<Record<string, readonly string[]>> = {
   imap: ['--optimize-for-size', '--initial-old-space-size=32'],
-  gdrive: ['--initial-old-space-size=32'],
 };
 
 /** The name of a V8 flag (`--initial-old-space-size=32` → `--initial-old-space-size`). */

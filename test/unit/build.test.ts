@@ -485,9 +485,6 @@ describe('build V8 flags: one set per integration', () => {
     expect(imap).toContain('--optimize-for-size');
     expect(imap.filter((f) => f.startsWith('--initial-old-space-size'))).toEqual(['--initial-old-space-size=32']);
     expect(imap).toContain('--max-semi-space-size=1');
-    const gdrive = seaExecArgv('gdrive');
-    expect(gdrive).not.toContain('--optimize-for-size');
-    expect(gdrive.filter((f) => f.startsWith('--initial-old-space-size'))).toEqual(['--initial-old-space-size=32']);
     for (const [name, own] of Object.entries(INTEGRATION_V8_FLAGS)) {
       const flags = seaExecArgv(name);
       for (const flag of own) expect(flags).toContain(flag);
