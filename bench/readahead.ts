@@ -12,7 +12,7 @@
 //   the cache off, the rest extrapolated and labelled so), READAHEAD_DIST (dist).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
@@ -24,7 +24,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { objectName } from '../shared/index.ts';
 import { launchPlugin, RESOURCE, type LaunchedPlugin } from '../test/harness/index.ts';
 import { configFor, radosgw, sdkClient } from '../test/integrations/s3/servers.ts';
-import { printFigure } from './report.ts';
+import { printFigure, processUsage } from './report.ts';
 import { figuresTable, type Figure } from './sdk.ts';
 import { goHost, storageExecutable, type GoHost } from './support/go-host.ts';
 
@@ -32,7 +32,6 @@ const ROOT = join(import.meta.dirname, '..');
 /** The built s3 package (READAHEAD_DIST overrides `dist/`, e.g. for a build made with `scripts/build.ts --dist`). */
 const MANIFEST = join(process.env.READAHEAD_DIST ?? join(ROOT, 'dist'), 's3', 'manifest.yaml');
 const MiB = 1024 * 1024;
-const CLK_TCK_MS = 10;
 
 function env(name: string, fallback: number): number {
   const v = process.env[name];
@@ -41,12 +40,6 @@ function env(name: string, fallback: number): number {
 
 function say(line: string): void {
   process.stderr.write(`${line}\n`);
-}
-
-function cpuTicks(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(fields[11]) + Number(fields[12]);
 }
 
 /** A small seeded PRNG (mulberry32), so every run replays the same ranges. */
@@ -240,7 +233,7 @@ async function replayNode(config: Record<string, string>, packs: Pack[], sample:
   try {
     await plugin.host.init('storage', 's3', config);
     await plugin.host.open();
-    const ticks0 = cpuTicks(plugin.process.pid);
+    const pluginCpu0 = processUsage(plugin.process.pid).cpu;
     const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     let gets = 0;
@@ -262,7 +255,7 @@ async function replayNode(config: Record<string, string>, packs: Pack[], sample:
       seconds,
       gets,
       bytes,
-      cpuPerGet: ((cpuTicks(plugin.process.pid) - ticks0) * CLK_TCK_MS) / gets,
+      cpuPerGet: ((processUsage(plugin.process.pid).cpu - pluginCpu0) * 1000) / gets,
       hostCpuPerGet: (cpu.user + cpu.system) / 1000 / gets,
       medianGetMs: percentile(times, 0.5),
     });
@@ -275,7 +268,7 @@ async function replayNode(config: Record<string, string>, packs: Pack[], sample:
 /** Plugin CPU per Get when every range is already in the cache (the lean Get path alone). */
 async function warmCpu(plugin: LaunchedPlugin, packs: Pack[]): Promise<Warm> {
   const p = packs[packs.length - 1] as Pack;
-  const ticks0 = cpuTicks(plugin.process.pid);
+  const cpu0 = processUsage(plugin.process.pid).cpu;
   let gets = 0;
   for (let round = 0; round < 3; round++) {
     for (const r of p.ranges) {
@@ -283,7 +276,7 @@ async function warmCpu(plugin: LaunchedPlugin, packs: Pack[]): Promise<Warm> {
       gets++;
     }
   }
-  return { cpuPerGet: ((cpuTicks(plugin.process.pid) - ticks0) * CLK_TCK_MS) / gets, gets };
+  return { cpuPerGet: ((processUsage(plugin.process.pid).cpu - cpu0) * 1000) / gets, gets };
 }
 
 /** The Go host when it is available (with a scratch directory for the packfile copies), else the Node harness. */

@@ -20,7 +20,7 @@ import { decodeMessage, encodeMessage } from '../test/harness/messages.ts';
 import { startRadosgw } from '../test/servers/radosgw.ts';
 import { restoreEntries } from '../test/integrations/s3/bucket-fixture.ts';
 import { configFor, sdkClient } from '../test/integrations/s3/servers.ts';
-import { MB, printFigure } from './report.ts';
+import { MB, printFigure, processUsage } from './report.ts';
 import { figuresTable, type Figure } from './sdk.ts';
 import { goHost, storageExecutable, type GoHost, type GoHostOutput } from './support/go-host.ts';
 
@@ -44,11 +44,6 @@ function arg(name: string, fallback: number, smoke: number): number {
 /** The 1-minute load average (figures taken on a busy machine are pessimistic). */
 function loadAverage(): number {
   return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
-}
-
-function peakRss(pid: number): number {
-  const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Number(m[1]) * 1024 : NaN;
 }
 
 function say(line: string): void {
@@ -167,7 +162,7 @@ async function bigTransfers(
       `round ${r + 1}: raw put ${raw.put[r]?.toFixed(1)} get ${raw.get[r]?.toFixed(1)} MB/s; s3 via ${host.label} put ${plugin.put[r]?.toFixed(1)} get ${plugin.get[r]?.toFixed(1)} MB/s${cpuNote}`,
     );
   }
-  const rss = store ? peakRss(store.process.pid) : goRss;
+  const rss = store ? processUsage(store.process.pid).rss : goRss;
   await store?.dispose();
   const label = `${bytes / MiB} MiB`;
   const putRatio = best(plugin.put) / best(raw.put);
@@ -290,7 +285,7 @@ async function hugeObject(sdk: S3Client, rgwConfig: (bucket: string, prefix: str
     }),
   );
   if (seen.digest('hex') !== digest) throw new Error('imported bytes differ');
-  const importRss = peakRss(importer.process.pid);
+  const importRss = processUsage(importer.process.pid).rss;
   await importer.dispose();
   say(`huge object imported in ${imp.s.toFixed(1)} s`);
   const exporter = await connector('exporter', rgwConfig(bucket, 'restored'));
@@ -301,7 +296,7 @@ async function hugeObject(sdk: S3Client, rgwConfig: (bucket: string, prefix: str
     ]),
   );
   if (exp.value.status.code !== 0 || exp.value.itemErrors.length > 0) throw new Error('huge export failed');
-  const exportRss = peakRss(exporter.process.pid);
+  const exportRss = processUsage(exporter.process.pid).rss;
   await exporter.dispose();
   say(`huge object exported in ${exp.s.toFixed(1)} s`);
   await sdk.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'src/huge.bin' }));

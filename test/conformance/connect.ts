@@ -1,5 +1,5 @@
 // Opens one connector for a conformance case: the built executable through the host harness (KLOSET_TS_SPAWN=1), or in-process.
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { MB, processUsage } from '../../bench/report.ts';
 import type { ConnectorKind, Integration } from '../../shared/define.ts';
@@ -110,13 +110,11 @@ export function memoryPeak(pid: number | undefined): MemoryPeak {
   return { peak, fileBacked, text: `peak RSS ${(peak / MB).toFixed(0)} MB (file-backed ${(fileBacked / MB).toFixed(0)} MB)` };
 }
 
-/** Peak resident set size of a process in bytes (VmHWM), or undefined when not readable. */
+/** Peak resident set size of a process in bytes (VmHWM, bench/report.ts processUsage), or undefined when not readable (the process is gone). */
 export function peakRss(pid: number | undefined): number | undefined {
-  if (pid === undefined) return undefined;
   try {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const m = /VmHWM:\s+(\d+) kB/.exec(status);
-    return m ? Number(m[1]) * 1024 : undefined;
+    const { rss } = processUsage(pid);
+    return Number.isFinite(rss) ? rss : undefined;
   } catch {
     return undefined;
   }
